@@ -1,0 +1,106 @@
+"""Configuration of the GLM encoder family (BERT-compatible fields, model_type ``glm_hf``)."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
+
+# Named sizes for pretraining from scratch; ``base`` is bert-base shaped.
+MODEL_SIZES = {
+    "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
+    "mini": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
+    "small": dict(hidden_size=512, num_hidden_layers=4, num_attention_heads=8, intermediate_size=2048),
+    "medium": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048),
+    "base": dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072),
+}
+
+
+@strict
+class GLMConfig(PreTrainedConfig):
+    r"""Configuration for [`GLMModel`] and its heads.
+
+    The fields are BERT's, so a ``BertConfig`` maps onto it one to one (see ``glm_hf.convert_bert``). Two fields are
+    GLM's own and only change speed, never the function computed:
+
+    - ``unpad_inputs``: run the encoder's dense layers on the real (non-padding) tokens only.
+    - ``sparse_prediction``: when MLM ``labels`` are given, run the MLM decoder only on the positions with a label;
+      the returned logits are then of shape ``(num_labelled_tokens, vocab_size)`` in the order of
+      ``labels[labels != -100]``. Without labels the logits always cover every position.
+
+    Example:
+
+    ```python
+    >>> from glm_hf import GLMConfig, GLMForPreTraining
+    >>> model = GLMForPreTraining(GLMConfig.from_size("mini", vocab_size=8000))
+    ```
+    """
+
+    model_type = "glm_hf"
+
+    vocab_size: int = 21128
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.1
+    attention_probs_dropout_prob: float | int = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    classifier_dropout: float | int | None = None
+    tie_word_embeddings: bool = True
+    unpad_inputs: bool = True
+    sparse_prediction: bool = True
+
+    @classmethod
+    def from_size(cls, size: str, **kwargs) -> "GLMConfig":
+        """A config of one of the named sizes (``tiny``, ``mini``, ``small``, ``medium``, ``base``)."""
+        if size not in MODEL_SIZES:
+            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
+        return cls(**{**MODEL_SIZES[size], **kwargs})
+
+    def __post_init__(self, **kwargs):
+        # Checked here (and not only in the ``@strict`` validator) so that users get a plain ``ValueError``.
+        self.validate_architecture()
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        """Bad values raise ``ValueError`` naming the field and what is allowed; also run before saving."""
+        for name in (
+            "vocab_size",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "intermediate_size",
+            "max_position_embeddings",
+            "type_vocab_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.hidden_size % self.num_attention_heads != 0:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            value = getattr(self, name)
+            if value is None and name == "classifier_dropout":
+                continue
+            if not 0 <= value < 1:
+                raise ValueError(f"{name} must be a probability in [0, 1), got {value!r}")
+        if isinstance(self.hidden_act, str) and self.hidden_act not in ACT2FN:
+            raise ValueError(f"hidden_act must be one of {sorted(ACT2FN)}, got {self.hidden_act!r}")
+        if not self.initializer_range > 0:
+            raise ValueError(f"initializer_range must be > 0, got {self.initializer_range!r}")
+        if not self.layer_norm_eps > 0:
+            raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(
+                f"pad_token_id must be None or in [0, vocab_size={self.vocab_size}), got {self.pad_token_id!r}"
+            )
+
+
+__all__ = ["GLMConfig", "MODEL_SIZES"]
