@@ -1,16 +1,25 @@
 """PyTorch GLM: a BERT-style generative pre-trained encoder (embeddings -> Transformer encoder -> heads).
 
-Read top-down: embeddings -> attention -> layer -> encoder -> pretrained base -> model -> heads.
+Read top-down: token layout -> embeddings -> attention -> layer -> encoder -> pretrained base -> model -> heads.
 
 The module and parameter names are BERT's (``embeddings.word_embeddings``, ``encoder.layer.N.attention.self.query``,
 ``cls.predictions``, ...), so a BERT checkpoint maps onto GLM by renaming the ``bert.`` prefix (see
-``glm_hf.convert_bert``). Two things make it cheaper than BERT while computing the same function:
+``glm_hf.convert_bert``). What makes it cheaper than BERT, while computing the same function on the real tokens:
 
-* **Unpadding** (``config.unpad_inputs``): with a padded batch, the dense layers (Q/K/V, attention output, FFN) run
-  on the real tokens only, packed as ``(num_tokens, hidden)``; only the attention product itself sees the padded
-  ``(batch, heads, seq, seq)`` layout, through the standard attention interface and mask.
-* **Sparse MLM prediction** (``config.sparse_prediction``): with MLM ``labels``, the vocabulary decoder runs only on
-  the labelled positions instead of every position.
+* **Unpadding** (``config.unpad_inputs``): with a padded batch, the embeddings and every dense layer (Q/K/V,
+  attention output, FFN, LayerNorm, dropout) run on the real tokens only, packed as ``(num_tokens, hidden)`` rows;
+  only the attention product itself sees the ``(batch, heads, seq, seq)`` layout, through the standard attention
+  interface and mask (on CPU this is faster than attention over one packed row with a block-diagonal mask, whose cost
+  grows with the square of the *batch's* token count). The standard padding collators need no change.
+* **Sparse MLM prediction** (``config.sparse_prediction``): with MLM ``labels``, the prediction head (transform and
+  vocabulary decoder) runs only on the labelled positions, gathered straight from the packed rows.
+* **One Q/K/V matmul**: the three projections are concatenated at call time into one ``(3 * hidden, hidden)`` matmul
+  (the saved parameters keep BERT's ``query``/``key``/``value`` names and shapes).
+* **[CLS]-only last layer** for sequence classification (sdpa or eager attention, no hidden states or attentions
+  asked for): the last layer computes keys and values for every token but the attention query, attention output and
+  feed-forward for the first token only -- all that the pooler reads.
+* Gathers/scatters are ``index_select`` in both directions (the backward of advanced indexing is a slow
+  accumulating ``index_put`` on CPU).
 
 This file is copied next to every saved checkpoint (remote code), so it imports only transformers, torch and
 ``.configuration_glm``.
@@ -22,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
@@ -49,33 +59,74 @@ AUTO_MAP = {
     "AutoModelForTokenClassification": "modeling_glm.GLMForTokenClassification",
 }
 
+# Attention implementations whose mask can be cut down to the first query row (for the [CLS]-only last layer).
+FIRST_TOKEN_ONLY_ATTENTION = ("sdpa", "eager")
 
-@dataclass
-class Unpadding:
-    """Where the real tokens of a right- or left-padded ``(batch, seq)`` batch sit once flattened."""
 
-    indices: torch.Tensor  # (num_tokens,) positions in the flattened batch * seq
-    batch_size: int
-    seq_len: int
+class TokenLayout:
+    """Where the rows of the encoder's ``(rows, hidden)`` states sit in the ``(batch, seq)`` grid of the inputs.
+
+    Unpadded (``indices`` given): one row per real token, ``indices`` holding their positions in the flattened
+    ``batch * seq`` grid, in order. Padded (``indices`` None): one row per grid position, the plain BERT layout.
+    """
+
+    def __init__(self, batch_size: int, seq_len: int, indices: torch.Tensor | None = None):
+        self.batch_size, self.seq_len, self.indices = batch_size, seq_len, indices
+        self.num_rows = batch_size * seq_len if indices is None else indices.numel()
+        self.inverse = None
+        if indices is not None:
+            # Row of each grid position; padding points at row ``num_rows``, a zero row appended when needed.
+            self.inverse = torch.full((batch_size * seq_len,), self.num_rows, dtype=torch.long, device=indices.device)
+            self.inverse[indices] = torch.arange(self.num_rows, device=indices.device)
 
     @classmethod
-    def from_attention_mask(cls, attention_mask: torch.Tensor) -> "Unpadding":
+    def from_attention_mask(cls, attention_mask: torch.Tensor) -> "TokenLayout":
         indices = torch.nonzero(attention_mask.reshape(-1), as_tuple=False).flatten()
-        return cls(indices, attention_mask.shape[0], attention_mask.shape[1])
+        return cls(attention_mask.shape[0], attention_mask.shape[1], indices)
 
-    def unpad(self, padded: torch.Tensor) -> torch.Tensor:
-        """``(batch, seq, ...)`` -> ``(num_tokens, ...)``."""
-        return padded.reshape(-1, *padded.shape[2:])[self.indices]
+    @property
+    def is_unpadded(self) -> bool:
+        return self.indices is not None
 
-    def pad(self, packed: torch.Tensor) -> torch.Tensor:
-        """``(num_tokens, ...)`` -> ``(batch, seq, ...)`` with zeros at the padding positions."""
-        flat = packed.new_zeros(self.batch_size * self.seq_len, *packed.shape[1:])
-        flat = flat.index_put((self.indices,), packed)
-        return flat.view(self.batch_size, self.seq_len, *packed.shape[1:])
+    def to_rows(self, grid: torch.Tensor) -> torch.Tensor:
+        """``(batch, seq, ...)`` -> ``(rows, ...)``."""
+        flat = grid.reshape(self.batch_size * self.seq_len, *grid.shape[2:])
+        return flat if self.indices is None else flat.index_select(0, self.indices)
+
+    def to_grid(self, rows: torch.Tensor) -> torch.Tensor:
+        """``(rows, ...)`` -> ``(batch, seq, ...)``; unpadded, the padding positions are zeros."""
+        if self.indices is not None:
+            rows = torch.cat([rows, rows.new_zeros(1, *rows.shape[1:])]).index_select(0, self.inverse)
+        return rows.view(self.batch_size, self.seq_len, *rows.shape[1:])
+
+    def gather(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The rows at grid ``positions`` (flat indices into ``batch * seq``); zeros at padding, as in ``to_grid``."""
+        if self.indices is None:
+            return rows.index_select(0, positions)
+        row_index = self.inverse.index_select(0, positions)
+        if bool((row_index == self.num_rows).any()):
+            rows = torch.cat([rows, rows.new_zeros(1, *rows.shape[1:])])
+        return rows.index_select(0, row_index)
+
+    def first_token_positions(self, device) -> torch.Tensor:
+        return torch.arange(self.batch_size, device=device) * self.seq_len
+
+    def first_token_rows(self, device) -> torch.Tensor:
+        positions = self.first_token_positions(device)
+        return positions if self.indices is None else self.inverse.index_select(0, positions)
+
+    def first_tokens_are_rows(self) -> bool:
+        """Whether every sequence's position 0 has a row (always when padded; unpadded, unless left-padded)."""
+        if self.indices is None:
+            return True
+        return bool((self.first_token_rows(self.indices.device) < self.num_rows).all())
 
 
 class GLMEmbeddings(nn.Module):
-    """Word + position + token-type embeddings, then LayerNorm and dropout."""
+    """Word + position + token-type embeddings, then LayerNorm and dropout.
+
+    Works on any ``(..., length)`` shape when ``position_ids`` are given; GLMModel calls it on the packed real tokens.
+    """
 
     def __init__(self, config: GLMConfig):
         super().__init__()
@@ -86,6 +137,13 @@ class GLMEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
 
+    def check_length(self, seq_len: int) -> None:
+        if seq_len > self.position_embeddings.num_embeddings:
+            raise ValueError(
+                f"input length {seq_len} exceeds max_position_embeddings={self.position_embeddings.num_embeddings}; "
+                "truncate the inputs (e.g. tokenizer(..., truncation=True))"
+            )
+
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -95,13 +153,9 @@ class GLMEmbeddings(nn.Module):
     ) -> torch.Tensor:
         if inputs_embeds is None:
             inputs_embeds = self.word_embeddings(input_ids)
-        seq_len = inputs_embeds.shape[1]
-        if seq_len > self.position_embeddings.num_embeddings:
-            raise ValueError(
-                f"input length {seq_len} exceeds max_position_embeddings={self.position_embeddings.num_embeddings}; "
-                "truncate the inputs (e.g. tokenizer(..., truncation=True))"
-            )
         if position_ids is None:
+            seq_len = inputs_embeds.shape[1]
+            self.check_length(seq_len)
             position_ids = self.position_ids[:, :seq_len]
         embeddings = inputs_embeds + self.position_embeddings(position_ids)
         if token_type_ids is None:
@@ -145,19 +199,34 @@ class GLMSelfAttention(nn.Module):
         # An encoder: SDPA and flash attention must not apply a causal mask.
         self.is_causal = False
 
+    def _project(self, hidden_states: torch.Tensor, layout: TokenLayout, projections: tuple[nn.Linear, ...]):
+        """Several projections as one matmul (weights concatenated), split into ``(batch, heads, seq, head_size)``."""
+        weight = torch.cat([p.weight for p in projections]) if len(projections) > 1 else projections[0].weight
+        bias = torch.cat([p.bias for p in projections]) if len(projections) > 1 else projections[0].bias
+        grid = layout.to_grid(F.linear(hidden_states, weight, bias))
+        batch_size, seq_len = grid.shape[:2]
+        grid = grid.view(batch_size, seq_len, len(projections), self.num_attention_heads, self.attention_head_size)
+        return grid.permute(2, 0, 3, 1, 4).unbind(0)
+
     def forward(
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        unpadding: Unpadding | None = None,
+        layout: TokenLayout | None = None,
+        first_token_only: bool = False,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        query, key, value = self.query(hidden_states), self.key(hidden_states), self.value(hidden_states)
-        if unpadding is not None:  # packed (num_tokens, hidden): attention itself needs the padded layout
-            query, key, value = unpadding.pad(query), unpadding.pad(key), unpadding.pad(value)
-        batch_size, seq_len = query.shape[:2]
-        heads_shape = (batch_size, seq_len, self.num_attention_heads, self.attention_head_size)
-        query, key, value = (t.view(heads_shape).transpose(1, 2) for t in (query, key, value))
+        """``hidden_states``: ``(rows, hidden)`` laid out as ``layout`` says. Returns ``(rows, hidden)``, or with
+        ``first_token_only`` the ``(batch, hidden)`` outputs of each sequence's first token (keys: every token)."""
+        if first_token_only:
+            first_rows = layout.first_token_rows(hidden_states.device)
+            query = self.query(hidden_states.index_select(0, first_rows))
+            query = query.view(layout.batch_size, 1, self.num_attention_heads, self.attention_head_size).transpose(1, 2)
+            key, value = self._project(hidden_states, layout, (self.key, self.value))
+            if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
+                attention_mask = attention_mask[:, :, :1, :]
+        else:
+            query, key, value = self._project(hidden_states, layout, (self.query, self.key, self.value))
 
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
@@ -172,10 +241,9 @@ class GLMSelfAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        attn_output = attn_output.reshape(batch_size, seq_len, -1)
-        if unpadding is not None:
-            attn_output = unpadding.unpad(attn_output)
-        return attn_output, attn_weights
+        if first_token_only:
+            return attn_output.reshape(layout.batch_size, -1), attn_weights
+        return layout.to_rows(attn_output.reshape(layout.batch_size, layout.seq_len, -1)), attn_weights
 
 
 class GLMSelfOutput(nn.Module):
@@ -195,9 +263,12 @@ class GLMAttention(nn.Module):
         self.self = GLMSelfAttention(config)
         self.output = GLMSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, unpadding=None, **kwargs):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask, unpadding, **kwargs)
-        return self.output(attn_output, hidden_states), attn_weights
+    def forward(self, hidden_states, attention_mask=None, layout=None, first_token_only=False, **kwargs):
+        attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, first_token_only, **kwargs)
+        residual = hidden_states
+        if first_token_only:
+            residual = hidden_states.index_select(0, layout.first_token_rows(hidden_states.device))
+        return self.output(attn_output, residual), attn_weights
 
 
 class GLMIntermediate(nn.Module):
@@ -228,8 +299,10 @@ class GLMLayer(GradientCheckpointingLayer):
         self.intermediate = GLMIntermediate(config)
         self.output = GLMOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, unpadding=None, **kwargs):
-        attention_output, attn_weights = self.attention(hidden_states, attention_mask, unpadding, **kwargs)
+    def forward(self, hidden_states, attention_mask=None, layout=None, first_token_only=False, **kwargs):
+        attention_output, attn_weights = self.attention(
+            hidden_states, attention_mask, layout, first_token_only=first_token_only, **kwargs
+        )
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, attn_weights
 
@@ -243,15 +316,20 @@ class GLMEncoder(nn.Module):
         self,
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        unpadding: Unpadding | None = None,
+        layout: TokenLayout | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
+        first_token_only: bool = False,
         **kwargs,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """``first_token_only``: the last layer returns the first token's ``(batch, hidden)`` state only."""
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
-        for layer in self.layer:
-            hidden_states, attn_weights = layer(hidden_states, attention_mask, unpadding, **kwargs)
+        last = len(self.layer) - 1
+        for index, layer in enumerate(self.layer):
+            hidden_states, attn_weights = layer(
+                hidden_states, attention_mask, layout, first_token_only=first_token_only and index == last, **kwargs
+            )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
             if output_attentions:
@@ -338,23 +416,30 @@ class GLMPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-def _mlm_loss_and_logits(
-    predictions: GLMLMPredictionHead, sequence_output: torch.Tensor, labels: torch.Tensor | None, sparse: bool
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """MLM logits and mean cross-entropy over labelled positions.
+@dataclass
+class GLMEncoding:
+    """The encoder's states before they are put back on the ``(batch, seq)`` grid (internal to the heads)."""
 
-    With ``sparse`` and labels, the decoder only sees the labelled positions: logits are
-    ``(num_labelled, vocab)`` in the order of ``labels[labels != -100]``. Otherwise ``(batch, seq, vocab)``.
-    """
-    if labels is None:
-        return None, predictions(sequence_output)
-    if sparse:
-        flat_labels = labels.reshape(-1)
-        selected = flat_labels != -100
-        logits = predictions(sequence_output.reshape(-1, sequence_output.shape[-1])[selected])
-        return CrossEntropyLoss()(logits.float(), flat_labels[selected]), logits
-    logits = predictions(sequence_output)
-    return CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)), logits
+    layout: TokenLayout
+    last_hidden_rows: torch.Tensor | None  # (rows, hidden); None when only the first tokens were computed
+    first_token_states: torch.Tensor | None  # (batch, hidden) when only the first tokens were computed
+    hidden_states: tuple[torch.Tensor, ...] | None  # each (rows, hidden)
+    attentions: tuple[torch.Tensor, ...] | None
+
+    def sequence_output(self) -> torch.Tensor:
+        return self.layout.to_grid(self.last_hidden_rows)
+
+    def first_tokens(self) -> torch.Tensor:
+        """``(batch, hidden)``: each sequence's position-0 state (what the pooler reads)."""
+        if self.first_token_states is not None:
+            return self.first_token_states
+        positions = self.layout.first_token_positions(self.last_hidden_rows.device)
+        return self.layout.gather(self.last_hidden_rows, positions)
+
+    def grid_hidden_states(self) -> tuple[torch.Tensor, ...] | None:
+        if self.hidden_states is None:
+            return None
+        return tuple(self.layout.to_grid(h) for h in self.hidden_states)
 
 
 class GLMModel(GLMPreTrainedModel):
@@ -373,6 +458,88 @@ class GLMModel(GLMPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
+    def encode(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        first_token_only: bool = False,
+        **kwargs,
+    ) -> GLMEncoding:
+        """Run the encoder, keeping the states as rows (packed real tokens when unpadding); used by every head.
+
+        ``first_token_only`` asks for the first tokens' final states only (the [CLS]-only last layer); it is applied
+        when it computes the same function: sdpa/eager attention, no hidden states or attentions asked for, and
+        (unpadded) a real token at position 0 of every sequence.
+        """
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Specify exactly one of input_ids or inputs_embeds")
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = (
+            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        )
+        if output_attentions and self.config._attn_implementation != "eager":
+            raise ValueError(
+                f"output_attentions=True needs attn_implementation='eager', got "
+                f"{self.config._attn_implementation!r}; load with attn_implementation='eager'"
+            )
+        grid = input_ids if input_ids is not None else inputs_embeds
+        batch_size, seq_len = grid.shape[:2]
+        self.embeddings.check_length(seq_len)
+
+        layout = TokenLayout(batch_size, seq_len)
+        if self.config.unpad_inputs and attention_mask is not None and attention_mask.dim() == 2:
+            if not bool(attention_mask.all()):
+                layout = TokenLayout.from_attention_mask(attention_mask)
+
+        # The embeddings of the rows only: (1, rows) ids in, (rows, hidden) out.
+        if position_ids is None:
+            position_ids = self.embeddings.position_ids[:, :seq_len]
+        position_ids = position_ids.expand(batch_size, seq_len)
+        hidden_states = self.embeddings(
+            input_ids=None if input_ids is None else layout.to_rows(input_ids)[None],
+            token_type_ids=None if token_type_ids is None else layout.to_rows(token_type_ids)[None],
+            position_ids=layout.to_rows(position_ids)[None],
+            inputs_embeds=None if inputs_embeds is None else layout.to_rows(inputs_embeds)[None],
+        )[0]
+        # Only shape, dtype and device of ``inputs_embeds`` are read: a zero-size stand-in for the grid.
+        mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=hidden_states.new_empty(batch_size, seq_len, 0),
+            attention_mask=attention_mask,
+        )
+
+        first_token_only = (
+            first_token_only
+            and not output_hidden_states
+            and not output_attentions
+            and self.config._attn_implementation in FIRST_TOKEN_ONLY_ATTENTION
+            and layout.first_tokens_are_rows()
+        )
+        hidden_states, all_hidden_states, all_attentions = self.encoder(
+            hidden_states,
+            mask,
+            layout,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            first_token_only=first_token_only,
+            **kwargs,
+        )
+        return GLMEncoding(
+            layout=layout,
+            last_hidden_rows=None if first_token_only else hidden_states,
+            first_token_states=hidden_states if first_token_only else None,
+            hidden_states=all_hidden_states,
+            attentions=all_attentions,
+        )
+
+    def pool(self, encoding: GLMEncoding) -> torch.Tensor | None:
+        return None if self.pooler is None else self.pooler(encoding.first_tokens()[:, None])
+
     @can_return_tuple
     def forward(
         self,
@@ -385,46 +552,42 @@ class GLMModel(GLMPreTrainedModel):
         output_hidden_states: bool | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Specify exactly one of input_ids or inputs_embeds")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs attn_implementation='eager', got "
-                f"{self.config._attn_implementation!r}; load with attn_implementation='eager'"
-            )
-
-        hidden_states = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds)
-        mask = create_bidirectional_mask(config=self.config, inputs_embeds=hidden_states, attention_mask=attention_mask)
-
-        unpadding = None
-        if self.config.unpad_inputs and attention_mask is not None and attention_mask.dim() == 2:
-            if not bool(attention_mask.all()):
-                unpadding = Unpadding.from_attention_mask(attention_mask)
-                hidden_states = unpadding.unpad(hidden_states)
-
-        hidden_states, all_hidden_states, all_attentions = self.encoder(
-            hidden_states,
-            mask,
-            unpadding,
-            output_hidden_states=output_hidden_states,
+        encoding = self.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
             output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
             **kwargs,
         )
-        if unpadding is not None:
-            hidden_states = unpadding.pad(hidden_states)
-            if all_hidden_states is not None:
-                all_hidden_states = tuple(unpadding.pad(h) for h in all_hidden_states)
-        pooled_output = self.pooler(hidden_states) if self.pooler is not None else None
         return BaseModelOutputWithPooling(
-            last_hidden_state=hidden_states,
-            pooler_output=pooled_output,
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
+            last_hidden_state=encoding.sequence_output(),
+            pooler_output=self.pool(encoding),
+            hidden_states=encoding.grid_hidden_states(),
+            attentions=encoding.attentions,
         )
+
+
+def _mlm_loss_and_logits(
+    predictions: "GLMLMPredictionHead", encoding: GLMEncoding, labels: torch.Tensor | None, sparse: bool
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """MLM logits and mean cross-entropy over labelled positions.
+
+    With ``sparse`` and labels, the prediction head only sees the labelled positions, gathered from the encoder's
+    rows: logits are ``(num_labelled, vocab)`` in the order of ``labels[labels != -100]``. Otherwise
+    ``(batch, seq, vocab)``.
+    """
+    if labels is not None and sparse:
+        flat_labels = labels.reshape(-1)
+        positions = torch.nonzero(flat_labels != -100, as_tuple=False).flatten()
+        logits = predictions(encoding.layout.gather(encoding.last_hidden_rows, positions))
+        return CrossEntropyLoss()(logits.float(), flat_labels.index_select(0, positions)), logits
+    logits = predictions(encoding.sequence_output())
+    if labels is None:
+        return None, logits
+    return CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)), logits
 
 
 @dataclass
@@ -476,11 +639,11 @@ class GLMForPreTraining(GLMPreTrainedModel):
         labels: ``(batch, seq)`` MLM targets, -100 where no prediction is asked.
         next_sentence_label: ``(batch,)``, 0 when segment B continues A, 1 when B is random.
         """
-        outputs = self.glm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
+        encoding = self.glm.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         mlm_loss, prediction_logits = _mlm_loss_and_logits(
-            self.cls.predictions, outputs.last_hidden_state, labels, self.config.sparse_prediction
+            self.cls.predictions, encoding, labels, self.config.sparse_prediction
         )
-        seq_relationship_logits = self.cls.seq_relationship(outputs.pooler_output)
+        seq_relationship_logits = self.cls.seq_relationship(self.glm.pool(encoding))
         loss = mlm_loss
         if next_sentence_label is not None:
             nsp_loss = CrossEntropyLoss()(seq_relationship_logits.float().view(-1, 2), next_sentence_label.view(-1))
@@ -489,8 +652,8 @@ class GLMForPreTraining(GLMPreTrainedModel):
             loss=loss,
             prediction_logits=prediction_logits,
             seq_relationship_logits=seq_relationship_logits,
-            hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions,
+            hidden_states=encoding.grid_hidden_states(),
+            attentions=encoding.attentions,
         )
 
 
@@ -522,17 +685,18 @@ class GLMForMaskedLM(GLMPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        outputs = self.glm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        loss, logits = _mlm_loss_and_logits(
-            self.cls.predictions, outputs.last_hidden_state, labels, self.config.sparse_prediction
-        )
+        encoding = self.glm.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
+        loss, logits = _mlm_loss_and_logits(self.cls.predictions, encoding, labels, self.config.sparse_prediction)
         return MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
         )
 
 
 class GLMForSequenceClassification(GLMPreTrainedModel):
-    """Pooled [CLS] -> dropout -> linear. ``config.problem_type``: single-label, multi-label or regression."""
+    """Pooled [CLS] -> dropout -> linear. ``config.problem_type``: single-label, multi-label or regression.
+
+    Only the [CLS] state of the last layer is computed (see ``GLMModel.encode(first_token_only=True)``).
+    """
 
     def __init__(self, config: GLMConfig):
         super().__init__(config)
@@ -554,8 +718,10 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
-        outputs = self.glm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        logits = self.classifier(self.dropout(outputs.pooler_output))
+        encoding = self.glm.encode(
+            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, first_token_only=True, **kwargs
+        )
+        logits = self.classifier(self.dropout(self.glm.pool(encoding)))
 
         loss = None
         if labels is not None:
@@ -573,7 +739,7 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
             else:
                 loss = BCEWithLogitsLoss()(logits.float(), labels.float())
         return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
         )
 
 
@@ -600,13 +766,13 @@ class GLMForTokenClassification(GLMPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> TokenClassifierOutput:
-        outputs = self.glm(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        logits = self.classifier(self.dropout(outputs.last_hidden_state))
+        encoding = self.glm.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
+        logits = self.classifier(self.dropout(encoding.sequence_output()))
         loss = None
         if labels is not None:
             loss = CrossEntropyLoss()(logits.float().view(-1, self.num_labels), labels.view(-1))
         return TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+            loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
         )
 
 

@@ -1,0 +1,346 @@
+"""``glm_hf.convert_bert``: a converted BERT computes the same function as the BERT it came from.
+
+For each BERT head a seeded random tiny BERT is saved with the tiny Chinese tokenizer, converted, reloaded with the
+Auto class and run next to the BERT on a padded batch of real review sentences. GLM zeroes the hidden states at
+padding positions by design (BERT computes garbage there), so states are compared at real tokens only.
+Run with ``pytest -s`` to see the measured max |Δ| per head.
+"""
+
+import os
+import shutil
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from transformers import (
+    AutoModel,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    BertForPreTraining,
+    BertForSequenceClassification,
+    BertForTokenClassification,
+    BertModel,
+)
+
+import glm_hf
+from glm_hf import cli
+from glm_hf.convert_bert import ConversionError, convert_bert_to_glm
+from glm_hf.sentiment import load_sentiment_dataset
+
+TOLERANCE = 1e-4
+SENTIMENT_LABELS = {0: "negative", 1: "positive"}
+NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+
+# head -> (BERT class, Auto class that must load the converted folder, expected GLM class, config extras)
+HEAD_CASES = {
+    "model": (BertModel, AutoModel, glm_hf.GLMModel, {}),
+    "pretraining": (BertForPreTraining, AutoModelForPreTraining, glm_hf.GLMForPreTraining, {}),
+    "masked-lm": (BertForMaskedLM, AutoModelForMaskedLM, glm_hf.GLMForMaskedLM, {}),
+    "sequence-classification": (
+        BertForSequenceClassification,
+        AutoModelForSequenceClassification,
+        glm_hf.GLMForSequenceClassification,
+        dict(id2label=SENTIMENT_LABELS, label2id={v: k for k, v in SENTIMENT_LABELS.items()}, classifier_dropout=0.0),
+    ),
+    "token-classification": (
+        BertForTokenClassification,
+        AutoModelForTokenClassification,
+        glm_hf.GLMForTokenClassification,
+        dict(id2label=NER_LABELS, label2id={v: k for k, v in NER_LABELS.items()}),
+    ),
+}
+MEASURED_MAX_DELTA: dict[str, dict[str, float]] = {}
+
+
+@pytest.fixture(scope="module")
+def review_texts():
+    """Eight real validation reviews of different lengths (starting with a Chinese character)."""
+    texts = load_sentiment_dataset()["validation"]["text"]
+    texts = [text for text in texts if 8 <= len(text) <= 60 and "\u4e00" <= text[0] <= "\u9fff"]
+    return texts[::40][:8]
+
+
+def make_bert(bert_class, tokenizer, seed: int = 0, **config_overrides):
+    """A seeded random tiny BERT whose weights are all perturbed away from their init values.
+
+    The perturbation makes every weight matter (LayerNorm scales are not all 1, biases not all 0), so a weight
+    that the conversion mapped wrongly or dropped shows up in the outputs.
+    """
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        pad_token_id=tokenizer.pad_token_id,
+        **config_overrides,
+    )
+    torch.manual_seed(seed)
+    model = bert_class(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model.eval()
+
+
+def save_bert_folder(model, tokenizer, folder) -> str:
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def output_deltas(bert_output, glm_output, attention_mask) -> dict[str, float]:
+    """max |BERT - GLM| per output (all hidden states together), at real tokens for per-token tensors."""
+    real = attention_mask.bool()
+    deltas = {}
+    for name in ("pooler_output", "prediction_logits", "seq_relationship_logits", "logits"):
+        if getattr(bert_output, name, None) is None:
+            continue
+        bert_tensor, glm_tensor = getattr(bert_output, name), getattr(glm_output, name)
+        assert bert_tensor.shape == glm_tensor.shape, name
+        if bert_tensor.dim() == 3:
+            bert_tensor, glm_tensor = bert_tensor[real], glm_tensor[real]
+        deltas[name] = (bert_tensor - glm_tensor).abs().max().item()
+    assert len(bert_output.hidden_states) == len(glm_output.hidden_states) == 3
+    deltas["hidden_states"] = max(
+        (bert_states[real] - glm_states[real]).abs().max().item()
+        for bert_states, glm_states in zip(bert_output.hidden_states, glm_output.hidden_states)
+    )
+    return deltas
+
+
+@pytest.mark.parametrize("head", list(HEAD_CASES))
+def test_converted_bert_matches_bert(head, tiny_tokenizer, review_texts, tmp_path):
+    bert_class, auto_class, glm_class, config_extras = HEAD_CASES[head]
+    bert = make_bert(bert_class, tiny_tokenizer, seed=list(HEAD_CASES).index(head), **config_extras)
+    src = save_bert_folder(bert, tiny_tokenizer, tmp_path / "bert")
+
+    dst = convert_bert_to_glm(src, str(tmp_path / "glm"))  # head read from config.architectures
+
+    assert dst == str(tmp_path / "glm")
+    files = set(os.listdir(dst))
+    assert {"config.json", "model.safetensors", "modeling_glm.py", "configuration_glm.py"} <= files
+    assert {"tokenizer.json", "tokenizer_config.json"} <= files
+    assert not any(name.endswith(".bin") for name in files)
+    glm = auto_class.from_pretrained(dst).eval()
+    assert type(glm) is glm_class
+    assert glm.config.model_type == "glm_hf"
+    assert glm.config.architectures == [glm_class.__name__]
+    assert glm.config.id2label == bert.config.id2label
+    assert glm.config.label2id == bert.config.label2id
+    assert glm.config.pad_token_id == tiny_tokenizer.pad_token_id
+    assert glm.config.num_attention_heads == 4 and glm.config.intermediate_size == 64
+    if hasattr(glm, "cls"):
+        assert glm.cls.predictions.decoder.weight is glm.glm.embeddings.word_embeddings.weight
+
+    # sentence pairs for pretraining, so that token type embeddings and NSP are exercised
+    texts, text_pairs = (review_texts[0::2], review_texts[1::2]) if head == "pretraining" else (review_texts, None)
+    batch = AutoTokenizer.from_pretrained(dst)(texts, text_pairs, padding=True, return_tensors="pt")
+    expected_ids = tiny_tokenizer(texts, text_pairs, padding=True, return_tensors="pt")["input_ids"]
+    assert torch.equal(batch["input_ids"], expected_ids), "the tokenizer files must be copied unchanged"
+    assert not bool(batch["attention_mask"].all()), "the batch must be padded"
+    assert (batch["input_ids"] == tiny_tokenizer.unk_token_id).float().mean() < 0.2, "texts must be in the vocabulary"
+
+    with torch.no_grad():
+        bert_output = bert(**batch, output_hidden_states=True)
+        glm_output = glm(**batch, output_hidden_states=True)
+    deltas = output_deltas(bert_output, glm_output, batch["attention_mask"])
+    MEASURED_MAX_DELTA[head] = deltas
+    shown = ", ".join(f"{name} {delta:.2e}" for name, delta in deltas.items())
+    print(f"\nconvert-bert {bert_class.__name__} -> {glm_class.__name__}: max |Δ| (fp32) {shown}")
+    assert max(deltas.values()) <= TOLERANCE, deltas
+
+
+def test_legacy_pytorch_bin_checkpoint(tiny_tokenizer, tiny_tokenizer_dir, review_texts, tmp_path):
+    """bert-base-chinese style: pytorch_model.bin, LayerNorm gamma/beta, position_ids buffer, the MLM bias and the
+    tied decoder stored twice, an NSP head although config.architectures says BertForMaskedLM."""
+    bert = make_bert(BertForPreTraining, tiny_tokenizer, seed=1)
+    state_dict = {}
+    for key, tensor in bert.state_dict().items():
+        key = key.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta")
+        state_dict[key] = tensor.clone()
+    state_dict["bert.embeddings.position_ids"] = torch.arange(128).unsqueeze(0)
+    state_dict["cls.predictions.decoder.weight"] = bert.bert.embeddings.word_embeddings.weight.detach().clone()
+    state_dict["cls.predictions.decoder.bias"] = bert.cls.predictions.bias.detach().clone()
+    src = tmp_path / "bert-base-chinese-like"
+    src.mkdir()
+    bert.config.architectures = ["BertForMaskedLM"]
+    bert.config.save_pretrained(src)
+    torch.save(state_dict, src / "pytorch_model.bin")
+    # The tokenizer as old folders have it: vocab.txt and a tokenizer_config.json that names no class.
+    shutil.copy(os.path.join(tiny_tokenizer_dir, "vocab.txt"), src / "vocab.txt")
+    (src / "tokenizer_config.json").write_text('{"do_lower_case": false}')
+
+    dst = convert_bert_to_glm(str(src), str(tmp_path / "glm"))
+    glm = AutoModelForMaskedLM.from_pretrained(dst).eval()
+    batch = AutoTokenizer.from_pretrained(dst)(review_texts, padding=True, return_tensors="pt")
+    assert torch.equal(batch["input_ids"], tiny_tokenizer(review_texts, padding=True, return_tensors="pt")["input_ids"])
+    with torch.no_grad():
+        expected = bert(**batch).prediction_logits
+        logits = glm(**batch).logits
+    real = batch["attention_mask"].bool()
+    delta = (expected[real] - logits[real]).abs().max().item()
+    print(f"\nconvert-bert legacy pytorch_model.bin -> GLMForMaskedLM: max |Δ| = {delta:.3e}")
+    assert delta <= TOLERANCE
+
+    # Converting the same folder with --head pretraining keeps the NSP layer too.
+    pretraining = glm_hf.GLMForPreTraining.from_pretrained(
+        convert_bert_to_glm(str(src), str(tmp_path / "glm-pt"), head="pretraining")
+    ).eval()
+    with torch.no_grad():
+        nsp_delta = (bert(**batch).seq_relationship_logits - pretraining(**batch).seq_relationship_logits).abs().max()
+    assert nsp_delta <= TOLERANCE
+
+
+def test_sharded_half_precision_checkpoint(tiny_tokenizer, review_texts, tmp_path):
+    """Sharded safetensors are read through their index, and the weights keep their dtype."""
+    bert = make_bert(BertForTokenClassification, tiny_tokenizer, **HEAD_CASES["token-classification"][3]).half()
+    bert.save_pretrained(tmp_path / "bert", max_shard_size="40KB")
+    tiny_tokenizer.save_pretrained(tmp_path / "bert")
+    assert "model.safetensors.index.json" in os.listdir(tmp_path / "bert")
+
+    dst = convert_bert_to_glm(str(tmp_path / "bert"), str(tmp_path / "glm"))
+    glm = AutoModelForTokenClassification.from_pretrained(dst, dtype="auto").eval()
+    assert glm.dtype == torch.float16
+    with safe_open(os.path.join(dst, "model.safetensors"), "pt") as weights:
+        assert {weights.get_slice(key).get_dtype() for key in weights.keys()} == {"F16"}
+    batch = tiny_tokenizer(review_texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected, logits = bert.float()(**batch).logits, glm.float()(**batch).logits
+    real = batch["attention_mask"].bool()
+    assert (expected[real] - logits[real]).abs().max() <= TOLERANCE
+
+
+def _saved_seq_classifier(tiny_tokenizer, folder) -> str:
+    bert = make_bert(BertForSequenceClassification, tiny_tokenizer, **HEAD_CASES["sequence-classification"][3])
+    return save_bert_folder(bert, tiny_tokenizer, folder)
+
+
+def _rewrite_weights(folder: str, edit) -> None:
+    path = os.path.join(folder, "model.safetensors")
+    state_dict = load_file(path)
+    edit(state_dict)
+    save_file(state_dict, path, metadata={"format": "pt"})
+
+
+def test_unknown_weights_are_listed_and_nothing_written(tiny_tokenizer, tmp_path):
+    src = _saved_seq_classifier(tiny_tokenizer, tmp_path / "bert")
+
+    def add_unknown(state_dict):
+        state_dict["bert.encoder.layer.0.attention.self.distance_embedding.weight"] = torch.zeros(3, 8)
+        state_dict["adapter.down.weight"] = torch.zeros(2, 2)
+
+    _rewrite_weights(src, add_unknown)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConversionError) as error:
+        convert_bert_to_glm(src, str(out / "glm"))
+    message = str(error.value)
+    assert "glm.encoder.layer.0.attention.self.distance_embedding.weight" in message
+    assert "adapter.down.weight" in message
+    assert "does not know" in message
+    assert os.listdir(out) == [], "neither DST nor a temporary folder may be left behind"
+
+
+def test_missing_and_mismatched_weights_are_listed_and_nothing_written(tiny_tokenizer, tmp_path):
+    src = _saved_seq_classifier(tiny_tokenizer, tmp_path / "bert")
+
+    def drop_and_reshape(state_dict):
+        del state_dict["bert.encoder.layer.1.output.dense.weight"]
+        del state_dict["classifier.bias"]
+        state_dict["bert.pooler.dense.bias"] = torch.zeros(7)
+
+    _rewrite_weights(src, drop_and_reshape)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ConversionError) as error:
+        convert_bert_to_glm(src, str(out / "glm"))
+    message = str(error.value)
+    assert "glm.encoder.layer.1.output.dense.weight" in message
+    assert "classifier.bias" in message
+    assert "glm.pooler.dense.bias: checkpoint (7,) vs GLM (32,)" in message
+    assert os.listdir(out) == []
+
+
+def test_head_the_checkpoint_cannot_fill_is_refused(tiny_tokenizer, tmp_path):
+    """A BertForMaskedLM has neither pooler nor classifier: a sequence classifier cannot be converted from it."""
+    src = save_bert_folder(make_bert(BertForMaskedLM, tiny_tokenizer), tiny_tokenizer, tmp_path / "bert")
+    with pytest.raises(ConversionError) as error:
+        convert_bert_to_glm(src, str(tmp_path / "glm"), head="sequence-classification")
+    for key in ("glm.pooler.dense.weight", "glm.pooler.dense.bias", "classifier.weight", "classifier.bias"):
+        assert key in str(error.value)
+    assert not (tmp_path / "glm").exists()
+    with pytest.raises(ConversionError, match="head must be one of"):
+        convert_bert_to_glm(src, str(tmp_path / "glm"), head="causal-lm")
+
+
+def test_bare_encoder_from_a_head_checkpoint_and_back(tiny_tokenizer, review_texts, tmp_path):
+    """``--head model`` strips the heads; a BertModel converts to the encoder of any head that needs no new layer."""
+    bert = make_bert(BertForSequenceClassification, tiny_tokenizer, **HEAD_CASES["sequence-classification"][3])
+    src = save_bert_folder(bert, tiny_tokenizer, tmp_path / "bert")
+    glm = AutoModel.from_pretrained(convert_bert_to_glm(src, str(tmp_path / "glm"), head="model")).eval()
+    assert type(glm) is glm_hf.GLMModel
+    batch = tiny_tokenizer(review_texts, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        delta = (bert.bert(**batch).pooler_output - glm(**batch).pooler_output).abs().max()
+    assert delta <= TOLERANCE
+
+
+def test_existing_destination_needs_overwrite(tiny_tokenizer, tmp_path):
+    src = _saved_seq_classifier(tiny_tokenizer, tmp_path / "bert")
+    dst = tmp_path / "glm"
+    dst.mkdir()
+    (dst / "keep.txt").write_text("user data")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        convert_bert_to_glm(src, str(dst))
+    assert os.listdir(dst) == ["keep.txt"]
+
+    convert_bert_to_glm(src, str(dst), overwrite=True)
+    assert "keep.txt" not in os.listdir(dst) and "model.safetensors" in os.listdir(dst)
+    assert sorted(os.listdir(tmp_path)) == ["bert", "glm"], "temporary folders must be cleaned up"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    convert_bert_to_glm(src, str(empty))  # an empty folder is not "existing data"
+    assert "config.json" in os.listdir(empty)
+
+
+def test_cli(tiny_tokenizer, tmp_path, capsys):
+    src = _saved_seq_classifier(tiny_tokenizer, tmp_path / "bert")
+    dst = str(tmp_path / "glm")
+
+    assert cli.main(["convert-bert", src, dst]) == 0
+    assert capsys.readouterr().out.strip().endswith(dst)
+    model = AutoModelForSequenceClassification.from_pretrained(dst)
+    assert model.config.id2label == SENTIMENT_LABELS
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["convert-bert", src, dst])
+    assert exit_info.value.code == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    assert cli.main(["convert-bert", src, dst, "--overwrite", "--head", "model"]) == 0
+    assert type(AutoModel.from_pretrained(dst)) is glm_hf.GLMModel
+
+    shutil.rmtree(dst)
+    _rewrite_weights(src, lambda state_dict: state_dict.pop("bert.embeddings.LayerNorm.weight"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["convert-bert", src, dst])
+    assert exit_info.value.code == 2
+    assert "glm.embeddings.LayerNorm.weight" in capsys.readouterr().err
+    assert not os.path.exists(dst)
+
+
+def test_print_measured_deltas():
+    """Summary for ``pytest -s`` (runs last in this module)."""
+    for head, deltas in MEASURED_MAX_DELTA.items():
+        print(f"convert-bert {head:<24} max |Δ| = {max(deltas.values()):.3e}")

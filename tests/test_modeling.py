@@ -1,0 +1,476 @@
+"""The GLM model family: shapes, attention implementations, unpadding, sparse MLM, losses, saving, Trainer.
+
+Everything runs on the tiny config (hidden 64, 2 layers) with weights perturbed away from their init values, so that
+every weight matters. Run with ``pytest -s`` to see the measured eager-vs-sdpa differences.
+"""
+
+import copy
+import os
+
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+from glm_hf import (
+    GLMConfig,
+    GLMForMaskedLM,
+    GLMForPreTraining,
+    GLMForSequenceClassification,
+    GLMForTokenClassification,
+    GLMModel,
+)
+from glm_hf.modeling_glm import AUTO_MAP
+
+HEADS = [GLMModel, GLMForPreTraining, GLMForMaskedLM, GLMForSequenceClassification, GLMForTokenClassification]
+MLM_HEADS = [GLMForPreTraining, GLMForMaskedLM]
+NER_LABELS = {0: "O", 1: "B-PER", 2: "I-PER", 3: "B-LOC", 4: "I-LOC"}
+TEXTS = [
+    "这本书写得非常好，我很喜欢。",
+    "质量太差了。",
+    "房间干净，服务周到，下次还会再来。",
+    "物流很慢，包装也破了，客服也不理人。",
+]
+TEXT_PAIRS = ["推荐大家购买。", "不会再买。", "早餐也不错。", "差评。"]
+SDPA_TOLERANCE = 1e-5
+MEASURED_EAGER_VS_SDPA: dict[str, float] = {}
+
+
+def make_model(model_class, config: GLMConfig, seed: int = 0, **overrides):
+    """A seeded model in eval mode whose weights are all perturbed (LayerNorm scales != 1, biases != 0)."""
+    config = copy.deepcopy(config)
+    if model_class is GLMForTokenClassification:
+        config.id2label = dict(NER_LABELS)
+        config.label2id = {label: i for i, label in NER_LABELS.items()}
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    torch.manual_seed(seed)
+    model = model_class(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return model.eval()
+
+
+@pytest.fixture
+def batch(tiny_tokenizer):
+    """A right-padded batch of sentence pairs (token types 0 and 1), with real-token mask ``real``."""
+    encoded = tiny_tokenizer(TEXTS, TEXT_PAIRS, padding=True, return_tensors="pt")
+    assert not bool(encoded["attention_mask"].all()) and int(encoded["token_type_ids"].max()) == 1
+    return dict(encoded)
+
+
+def real_positions(batch) -> torch.Tensor:
+    return batch["attention_mask"].bool()
+
+
+def outputs_of(output) -> dict[str, torch.Tensor]:
+    """The tensors of a model output by name (hidden_states flattened to hidden_states.N)."""
+    tensors = {}
+    for name, value in output.items():
+        if isinstance(value, tuple):
+            tensors.update({f"{name}.{i}": t for i, t in enumerate(value)})
+        elif value is not None:
+            tensors[name] = value
+    return tensors
+
+
+def max_delta_at_real_tokens(first, second, real: torch.Tensor) -> float:
+    first, second = outputs_of(first), outputs_of(second)
+    assert first.keys() == second.keys()
+    deltas = []
+    for name, tensor in first.items():
+        other = second[name]
+        assert tensor.shape == other.shape, name
+        if tensor.dim() >= 2 and tensor.shape[:2] == real.shape:
+            tensor, other = tensor[real], other[real]
+        deltas.append((tensor - other).abs().max().item())
+    return max(deltas)
+
+
+def mlm_labels(batch, every: int = 3) -> torch.Tensor:
+    """MLM targets on every ``every``-th real token (not [CLS]/[SEP]), -100 elsewhere."""
+    labels = torch.full_like(batch["input_ids"], -100)
+    selected = real_positions(batch).clone()
+    selected[:, 0] = False
+    flat = selected.view(-1).nonzero().flatten()[::every]
+    labels.view(-1)[flat] = batch["input_ids"].view(-1)[flat]
+    return labels
+
+
+# --- shapes -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+def test_output_shapes(model_class, tiny_config, batch):
+    model = make_model(model_class, tiny_config)
+    batch_size, seq_len = batch["input_ids"].shape
+    hidden, vocab = tiny_config.hidden_size, tiny_config.vocab_size
+    with torch.no_grad():
+        output = model(**batch)
+    expected = {
+        GLMModel: {"last_hidden_state": (batch_size, seq_len, hidden), "pooler_output": (batch_size, hidden)},
+        GLMForPreTraining: {
+            "prediction_logits": (batch_size, seq_len, vocab),
+            "seq_relationship_logits": (batch_size, 2),
+        },
+        GLMForMaskedLM: {"logits": (batch_size, seq_len, vocab)},
+        GLMForSequenceClassification: {"logits": (batch_size, 2)},
+        GLMForTokenClassification: {"logits": (batch_size, seq_len, len(NER_LABELS))},
+    }[model_class]
+    assert {name: tuple(tensor.shape) for name, tensor in outputs_of(output).items()} == expected
+
+
+def test_base_model_zeroes_padding_positions(tiny_config, batch):
+    model = make_model(GLMModel, tiny_config)
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    assert bool((hidden[~real_positions(batch)] == 0).all())
+    assert bool((hidden[real_positions(batch)].abs().sum(-1) > 0).all())
+
+
+def test_bare_model_without_pooler_and_from_embeddings(tiny_config, batch):
+    model = GLMModel(tiny_config, add_pooling_layer=False).eval()
+    with torch.no_grad():
+        from_ids = model(**batch)
+        embeds = model.get_input_embeddings()(batch["input_ids"])
+        from_embeds = model(
+            inputs_embeds=embeds, attention_mask=batch["attention_mask"], token_type_ids=batch["token_type_ids"]
+        )
+    assert from_ids.pooler_output is None
+    assert torch.equal(from_ids.last_hidden_state, from_embeds.last_hidden_state)
+    with pytest.raises(ValueError, match="exactly one of input_ids or inputs_embeds"):
+        model(input_ids=batch["input_ids"], inputs_embeds=embeds)
+
+
+# --- attention implementations and unpadding ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+def test_eager_matches_sdpa(model_class, tiny_config, batch):
+    sdpa = make_model(model_class, tiny_config)
+    sdpa.set_attn_implementation("sdpa")
+    eager = copy.deepcopy(sdpa)
+    eager.set_attn_implementation("eager")
+    assert (sdpa.config._attn_implementation, eager.config._attn_implementation) == ("sdpa", "eager")
+    with torch.no_grad():
+        delta = max_delta_at_real_tokens(
+            sdpa(**batch, output_hidden_states=True), eager(**batch, output_hidden_states=True), real_positions(batch)
+        )
+    MEASURED_EAGER_VS_SDPA[model_class.__name__] = delta
+    print(f"\neager vs sdpa {model_class.__name__}: max |Δ| = {delta:.3e} (fp32)")
+    assert delta <= SDPA_TOLERANCE
+
+
+def test_flash_attention_2_matches_eager(tiny_config, batch):
+    from transformers.utils import is_flash_attn_2_available
+
+    if not torch.cuda.is_available():
+        pytest.skip("flash_attention_2 needs a CUDA GPU")
+    if not is_flash_attn_2_available():
+        pytest.skip("flash_attention_2 needs the flash-attn package")
+    device, dtype = torch.device("cuda"), torch.bfloat16
+    eager = make_model(GLMForMaskedLM, tiny_config).to(device, dtype)
+    eager.set_attn_implementation("eager")
+    flash = copy.deepcopy(eager)
+    flash.set_attn_implementation("flash_attention_2")
+    inputs = {name: tensor.to(device) for name, tensor in batch.items()}
+    with torch.no_grad():
+        delta = max_delta_at_real_tokens(eager(**inputs), flash(**inputs), real_positions(inputs))
+    print(f"\neager vs flash_attention_2 GLMForMaskedLM: max |Δ| = {delta:.3e} (bf16)")
+    assert delta <= 5e-2
+
+
+@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_unpad_inputs_gives_identical_outputs(model_class, padding_side, tiny_config, tiny_tokenizer):
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.padding_side = padding_side
+    batch = dict(tokenizer(TEXTS, TEXT_PAIRS, padding=True, return_tensors="pt"))
+    unpadded = make_model(model_class, tiny_config, unpad_inputs=True)
+    padded = make_model(model_class, tiny_config, unpad_inputs=False)
+    with torch.no_grad():
+        first = outputs_of(unpadded(**batch, output_hidden_states=True))
+        second = outputs_of(padded(**batch, output_hidden_states=True))
+    real = real_positions(batch)
+    for name, tensor in first.items():
+        if tensor.dim() >= 2 and tensor.shape[:2] == real.shape:
+            assert torch.equal(tensor[real], second[name][real]), name
+        elif padding_side == "right":
+            assert torch.equal(tensor, second[name]), name
+        # Left-padded, position 0 is padding, not [CLS]: the pooled outputs are undefined there (as in BERT).
+
+
+# --- MLM: sparse prediction, tied decoder ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", MLM_HEADS, ids=lambda c: c.__name__)
+def test_sparse_prediction_equals_dense(model_class, tiny_config, batch):
+    labels = mlm_labels(batch)
+    sparse = make_model(model_class, tiny_config, sparse_prediction=True)
+    dense = make_model(model_class, tiny_config, sparse_prediction=False)
+    with torch.no_grad():
+        sparse_output = sparse(**batch, labels=labels)
+        dense_output = dense(**batch, labels=labels)
+    logits_name = "prediction_logits" if model_class is GLMForPreTraining else "logits"
+    sparse_logits, dense_logits = sparse_output[logits_name], dense_output[logits_name]
+    labelled = labels != -100
+    assert sparse_logits.shape == (int(labelled.sum()), tiny_config.vocab_size)
+    assert dense_logits.shape == (*labels.shape, tiny_config.vocab_size)
+    assert (sparse_logits - dense_logits[labelled]).abs().max() <= 1e-5
+    assert abs(sparse_output.loss.item() - dense_output.loss.item()) <= 1e-5
+    reference = F.cross_entropy(dense_logits[labelled], labels[labelled])
+    assert abs(dense_output.loss.item() - reference.item()) <= 1e-5
+    # Without labels the logits always cover every position.
+    with torch.no_grad():
+        assert sparse(**batch)[logits_name].shape == dense_logits.shape
+
+
+@pytest.mark.parametrize("model_class", MLM_HEADS, ids=lambda c: c.__name__)
+def test_resize_token_embeddings_keeps_decoder_tied(model_class, tiny_config, batch, tmp_path):
+    model = make_model(model_class, tiny_config)
+    old_vocab = tiny_config.vocab_size
+    old_embeddings = model.get_input_embeddings().weight.detach().clone()
+    model.resize_token_embeddings(old_vocab + 11, mean_resizing=False)
+
+    embeddings = model.get_input_embeddings().weight
+    decoder = model.get_output_embeddings()
+    assert decoder.weight is embeddings, "the MLM decoder must stay tied to the word embeddings"
+    assert embeddings.shape[0] == decoder.bias.shape[0] == model.config.vocab_size == old_vocab + 11
+    assert torch.equal(embeddings[:old_vocab], old_embeddings)
+
+    new_token_batch = {**batch, "input_ids": batch["input_ids"].clone()}
+    new_token_batch["input_ids"][0, 1] = old_vocab + 5
+    with torch.no_grad():
+        before = model(**new_token_batch)
+    model.save_pretrained(tmp_path)
+    reloaded = model_class.from_pretrained(tmp_path).eval()
+    assert reloaded.get_output_embeddings().weight is reloaded.get_input_embeddings().weight
+    assert reloaded.config.vocab_size == old_vocab + 11
+    with torch.no_grad():
+        after = reloaded(**new_token_batch)
+    for name, tensor in outputs_of(before).items():
+        assert torch.equal(tensor, outputs_of(after)[name]), name
+
+
+# --- saving ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+def test_save_load_round_trip(model_class, tiny_config, batch, tmp_path):
+    model = make_model(model_class, tiny_config)
+    model.save_pretrained(tmp_path)
+
+    files = sorted(os.listdir(tmp_path))
+    assert files == ["config.json", "configuration_glm.py", "model.safetensors", "modeling_glm.py"]
+    loaded = model_class.from_pretrained(tmp_path).eval()
+    assert loaded.config.auto_map == AUTO_MAP
+    assert loaded.config.architectures == [model_class.__name__]
+    with torch.no_grad():
+        expected, actual = outputs_of(model(**batch)), outputs_of(loaded(**batch))
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, actual[name]), name
+
+    if model_class in MLM_HEADS:
+        assert loaded.cls.predictions.decoder.weight is loaded.glm.embeddings.word_embeddings.weight
+        with safe_open(os.path.join(tmp_path, "model.safetensors"), "pt") as f:
+            stored = set(f.keys())
+        # The tied matrix is stored once; the decoder bias (BERT's cls.predictions.bias) is stored.
+        assert "glm.embeddings.word_embeddings.weight" in stored
+        assert "cls.predictions.decoder.weight" not in stored
+        assert "cls.predictions.decoder.bias" in stored
+        assert not any("position_ids" in key for key in stored)
+
+
+# --- losses ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "problem_type, num_labels",
+    [
+        ("single_label_classification", 3),
+        ("multi_label_classification", 3),
+        ("regression", 1),
+        (None, 3),  # inferred from integer labels: single label
+        (None, 1),  # inferred from num_labels == 1: regression
+    ],
+)
+def test_sequence_classification_losses(problem_type, num_labels, tiny_config, batch):
+    model = make_model(GLMForSequenceClassification, tiny_config, num_labels=num_labels, problem_type=problem_type)
+    generator = torch.Generator().manual_seed(0)
+    batch_size = batch["input_ids"].shape[0]
+    effective = problem_type or ("regression" if num_labels == 1 else "single_label_classification")
+    if effective == "single_label_classification":
+        labels = torch.randint(0, num_labels, (batch_size,), generator=generator)
+    elif effective == "multi_label_classification":
+        labels = torch.randint(0, 2, (batch_size, num_labels), generator=generator).float()
+    else:
+        labels = torch.randn(batch_size, generator=generator)
+    with torch.no_grad():
+        output = model(**batch, labels=labels)
+    logits = output.logits
+    reference = {
+        "single_label_classification": lambda: F.cross_entropy(logits, labels),
+        "multi_label_classification": lambda: F.binary_cross_entropy_with_logits(logits, labels),
+        "regression": lambda: F.mse_loss(logits.squeeze(-1), labels),
+    }[effective]()
+    assert model.config.problem_type == effective
+    assert abs(output.loss.item() - reference.item()) <= 1e-6
+
+
+def test_token_classification_ignores_minus_100(tiny_config, batch):
+    model = make_model(GLMForTokenClassification, tiny_config)
+    labels = torch.randint(0, len(NER_LABELS), batch["input_ids"].shape, generator=torch.Generator().manual_seed(0))
+    labels[~real_positions(batch)] = -100
+    labels[:, 0] = -100  # [CLS]
+    with torch.no_grad():
+        output = model(**batch, labels=labels)
+    kept = labels != -100
+    reference = F.cross_entropy(output.logits[kept], labels[kept])
+    assert abs(output.loss.item() - reference.item()) <= 1e-6
+    # Control: the same position counts as soon as it carries a label.
+    other_labels = labels.clone()
+    other_labels[0, 0] = 1
+    with torch.no_grad():
+        assert model(**batch, labels=other_labels).loss != output.loss
+
+
+def test_regression_accepts_column_labels(tiny_config, batch):
+    model = make_model(GLMForSequenceClassification, tiny_config, num_labels=1, problem_type="regression")
+    labels = torch.randn(batch["input_ids"].shape[0], 1, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        output = model(**batch, labels=labels)
+    assert abs(output.loss.item() - F.mse_loss(output.logits.view(-1), labels.view(-1)).item()) <= 1e-6
+
+
+def test_pretraining_loss_is_mlm_plus_nsp(tiny_config, batch):
+    model = make_model(GLMForPreTraining, tiny_config, sparse_prediction=False)
+    labels = mlm_labels(batch)
+    next_sentence_label = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        both = model(**batch, labels=labels, next_sentence_label=next_sentence_label)
+        mlm_only = model(**batch, labels=labels)
+        nsp_only = model(**batch, next_sentence_label=next_sentence_label)
+        no_labels = model(**batch)
+    labelled = labels != -100
+    mlm_ce = F.cross_entropy(both.prediction_logits[labelled], labels[labelled])
+    nsp_ce = F.cross_entropy(both.seq_relationship_logits, next_sentence_label)
+    assert abs(both.loss.item() - (mlm_ce + nsp_ce).item()) <= 1e-5
+    assert abs(mlm_only.loss.item() - mlm_ce.item()) <= 1e-5
+    assert abs(nsp_only.loss.item() - nsp_ce.item()) <= 1e-5
+    assert no_labels.loss is None
+
+
+# --- training machinery ---------------------------------------------------------------------------------------------
+
+
+def _gradients(model, batch, labels, next_sentence_label) -> dict[str, torch.Tensor]:
+    model.zero_grad()
+    model(**batch, labels=labels, next_sentence_label=next_sentence_label).loss.backward()
+    return {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_config, batch):
+    labels, next_sentence_label = mlm_labels(batch), torch.tensor([0, 1, 1, 0])
+    model = make_model(GLMForPreTraining, tiny_config).train()  # dropout is 0: train mode is deterministic
+    layer_calls = []
+    for layer in model.glm.encoder.layer:
+        # Hook a child: transformers checkpoints the layer's forward, so hooks on the layer itself stay outside it.
+        layer.attention.register_forward_hook(lambda *args: layer_calls.append(1))
+
+    reference = _gradients(model, batch, labels, next_sentence_label)
+    calls_without = len(layer_calls)
+    model.activation_checkpointing_enable()
+    assert model.is_activation_checkpointing
+    layer_calls.clear()
+    checkpointed = _gradients(model, batch, labels, next_sentence_label)
+
+    assert calls_without == tiny_config.num_hidden_layers
+    assert len(layer_calls) == 2 * tiny_config.num_hidden_layers, "each layer must be recomputed in backward"
+    assert reference.keys() == checkpointed.keys()
+    assert len(reference) == len(list(model.parameters()))
+    for name, grad in reference.items():
+        assert torch.allclose(grad, checkpointed[name], rtol=0, atol=1e-7), name
+
+
+def test_hidden_states_and_attentions_on_request(tiny_config, batch):
+    model = make_model(GLMForSequenceClassification, tiny_config)
+    batch_size, seq_len = batch["input_ids"].shape
+    with torch.no_grad():
+        plain = model(**batch)
+        with_hidden = model(**batch, output_hidden_states=True)
+    assert plain.hidden_states is None and plain.attentions is None
+    assert len(with_hidden.hidden_states) == tiny_config.num_hidden_layers + 1
+    assert all(h.shape == (batch_size, seq_len, tiny_config.hidden_size) for h in with_hidden.hidden_states)
+
+    with pytest.raises(ValueError, match="attn_implementation='eager'"):
+        model(**batch, output_attentions=True)
+
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        with_attentions = model(**batch, output_attentions=True)
+    attentions = with_attentions.attentions
+    assert len(attentions) == tiny_config.num_hidden_layers
+    assert all(a.shape == (batch_size, tiny_config.num_attention_heads, seq_len, seq_len) for a in attentions)
+    real = real_positions(batch)
+    for attention in attentions:
+        query_rows = attention.permute(0, 2, 1, 3)[real]  # (real tokens, heads, keys)
+        assert torch.allclose(query_rows.sum(-1), torch.ones(()), atol=1e-5)
+        assert float(attention.masked_select(~real[:, None, None, :]).abs().max()) == 0.0, "padding keys get no weight"
+
+
+@pytest.mark.parametrize("model_class", HEADS, ids=lambda c: c.__name__)
+def test_return_dict_false_gives_tuples(model_class, tiny_config, batch):
+    model = make_model(model_class, tiny_config)
+    with torch.no_grad():
+        as_dict = model(**batch)
+        as_tuple = model(**batch, return_dict=False)
+    assert isinstance(as_tuple, tuple)
+    expected = tuple(value for value in as_dict.values() if value is not None)
+    assert len(as_tuple) == len(expected)
+    for first, second in zip(as_tuple, expected):
+        assert torch.equal(first, second)
+
+    if model_class is GLMForMaskedLM:  # the loss comes first
+        labels = mlm_labels(batch)
+        with torch.no_grad():
+            loss, logits = model(**batch, labels=labels, return_dict=False)
+            assert torch.equal(loss, model(**batch, labels=labels).loss)
+
+
+def test_trainer_does_not_scale_the_loss_by_world_size(tiny_config, batch, tmp_path, monkeypatch):
+    """The GLM losses are per-process means: under DDP, Trainer must not multiply them by the world size (it does
+    for models whose forward takes ``**kwargs`` unless ``accepts_loss_kwargs`` is False)."""
+    from accelerate import Accelerator
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path), use_cpu=True, report_to=[], average_tokens_across_devices=True
+    )
+    monkeypatch.setattr(Accelerator, "num_processes", property(lambda self: 2))  # pretend to be rank 0 of 2
+    inputs = {**batch, "labels": mlm_labels(batch)}
+    num_items_in_batch = torch.tensor(int((inputs["labels"] != -100).sum()) * 2)
+
+    model = make_model(GLMForMaskedLM, tiny_config)
+    trainer = Trainer(model=model, args=args)
+    assert trainer.model_accepts_loss_kwargs is False
+    with torch.no_grad():
+        expected = model(**inputs).loss
+        loss = trainer.compute_loss(model, dict(inputs), num_items_in_batch=num_items_in_batch)
+    assert torch.allclose(loss, expected, rtol=0, atol=1e-6)
+
+    # Control: the same model advertising loss kwargs gets its loss scaled -- what the attribute prevents.
+    class ScaledGLMForMaskedLM(GLMForMaskedLM):
+        accepts_loss_kwargs = True
+
+    control = make_model(ScaledGLMForMaskedLM, tiny_config)
+    control_trainer = Trainer(model=control, args=args)
+    with torch.no_grad():
+        scaled = control_trainer.compute_loss(control, dict(inputs), num_items_in_batch=num_items_in_batch)
+    assert torch.allclose(scaled, 2 * expected, rtol=0, atol=1e-5)
+
+
+def test_print_measured_deltas():
+    """Summary for ``pytest -s`` (runs last in this module)."""
+    for name, delta in MEASURED_EAGER_VS_SDPA.items():
+        print(f"eager vs sdpa {name:<32} max |Δ| = {delta:.3e}")
