@@ -4,22 +4,26 @@ Read top-down: token layout -> embeddings -> attention -> layer -> encoder -> pr
 
 The module and parameter names are BERT's (``embeddings.word_embeddings``, ``encoder.layer.N.attention.self.query``,
 ``cls.predictions``, ...), so a BERT checkpoint maps onto GLM by renaming the ``bert.`` prefix (see
-``glm_hf.convert_bert``). What makes it cheaper than BERT, while computing the same function on the real tokens:
+``glm_hf.convert_bert``). What makes it cheaper than BERT while computing the same function on the real tokens
+(``tests/test_modeling_fast_path.py`` checks each against BERT's padded computation):
 
 * **Unpadding** (``config.unpad_inputs``): with a padded batch, the embeddings and every dense layer (Q/K/V,
-  attention output, FFN, LayerNorm, dropout) run on the real tokens only, packed as ``(num_tokens, hidden)`` rows;
-  only the attention product itself sees the ``(batch, heads, seq, seq)`` layout, through the standard attention
-  interface and mask (on CPU this is faster than attention over one packed row with a block-diagonal mask, whose cost
-  grows with the square of the *batch's* token count). The standard padding collators need no change.
+  attention output, FFN, LayerNorm, dropout) run on the real tokens only, packed as ``(num_tokens, hidden)`` rows
+  (:class:`TokenLayout`). Only attention needs a ``(batch, heads, seq, seq)`` grid: with sdpa or eager attention the
+  sequences are sorted by length and cut into up to three groups, each attending in a grid as long as its own
+  longest sequence (less attention on padding). The standard padding collators need no change.
 * **Sparse MLM prediction** (``config.sparse_prediction``): with MLM ``labels``, the prediction head (transform and
-  vocabulary decoder) runs only on the labelled positions, gathered straight from the packed rows.
-* **One Q/K/V matmul**: the three projections are concatenated at call time into one ``(3 * hidden, hidden)`` matmul
-  (the saved parameters keep BERT's ``query``/``key``/``value`` names and shapes).
-* **[CLS]-only last layer** for sequence classification (sdpa or eager attention, no hidden states or attentions
-  asked for): the last layer computes keys and values for every token but the attention query, attention output and
-  feed-forward for the first token only -- all that the pooler reads.
-* Gathers/scatters are ``index_select`` in both directions (the backward of advanced indexing is a slow
-  accumulating ``index_put`` on CPU).
+  vocabulary decoder) runs only on the labelled tokens.
+* **Last layer for the tokens that are read** (:class:`QuerySelection`): an MLM loss reads the masked tokens and NSP
+  and sequence classification read [CLS]; the last layer computes keys and values for every token but queries,
+  attention output and feed-forward only for those (sdpa/eager attention, no hidden states or attentions asked for).
+* **One Q/K/V matmul**: the three projections are concatenated at call time into one ``(3 * hidden, hidden)`` matmul;
+  the saved parameters keep BERT's ``query``/``key``/``value`` names and shapes.
+* Row gathers and scatters are ``index_select`` / ``index_copy_`` in both directions (autograd's backward of advanced
+  indexing is an accumulating ``index_put`` that is slow on CPU).
+
+Tried and not kept: one packed row with a block-diagonal mask instead of the padded grid (its attention cost grows with
+the square of the batch's token count: 13x slower for a batch of 32 sentence pairs on CPU).
 
 This file is copied next to every saved checkpoint (remote code), so it imports only transformers, torch and
 ``.configuration_glm``.
@@ -59,30 +63,87 @@ AUTO_MAP = {
     "AutoModelForTokenClassification": "modeling_glm.GLMForTokenClassification",
 }
 
-# Attention implementations whose mask can be cut down to the first query row (for the [CLS]-only last layer).
-FIRST_TOKEN_ONLY_ATTENTION = ("sdpa", "eager")
+# Attention implementations that take a (batch, heads, queries, keys) mask, so that the last layer may run the queries
+# of a few selected tokens only (see QuerySelection).
+SELECTED_QUERY_ATTENTION = ("sdpa", "eager")
+
+
+class _ScatterRows(torch.autograd.Function):
+    """``rows`` written into a zero ``(num_positions, ...)`` tensor at ``indices`` (distinct); backward: a gather.
+
+    Autograd's own backward for the alternatives (advanced-index assignment, gathering from a zero row) accumulates
+    into repeated indices, which is slow on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, indices: torch.Tensor, num_positions: int) -> torch.Tensor:
+        ctx.save_for_backward(indices)
+        return rows.new_zeros(num_positions, *rows.shape[1:]).index_copy_(0, indices, rows)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (indices,) = ctx.saved_tensors
+        return grad.index_select(0, indices), None, None
+
+
+@dataclass
+class AttentionGroup:
+    """Sequences of similar length attending in a grid of their own: ``num_rows`` consecutive rows of the token
+    layout, laid out by ``layout`` (the group's sequences x its longest length), with key-padding ``mask``."""
+
+    num_rows: int
+    layout: "TokenLayout"
+    mask: torch.Tensor | None
 
 
 class TokenLayout:
     """Where the rows of the encoder's ``(rows, hidden)`` states sit in the ``(batch, seq)`` grid of the inputs.
 
     Unpadded (``indices`` given): one row per real token, ``indices`` holding their positions in the flattened
-    ``batch * seq`` grid, in order. Padded (``indices`` None): one row per grid position, the plain BERT layout.
+    ``batch * seq`` grid. Padded (``indices`` None): one row per grid position, the plain BERT layout.
+
+    ``attention_groups`` (unpadded only): the rows are ordered longest sequence first and cut into groups of similar
+    length, each attending in its own smaller grid; attention is permutation-invariant over the keys, so a sequence's
+    real tokens simply fill the first slots of its group row, whatever the padding side.
     """
 
     def __init__(self, batch_size: int, seq_len: int, indices: torch.Tensor | None = None):
         self.batch_size, self.seq_len, self.indices = batch_size, seq_len, indices
         self.num_rows = batch_size * seq_len if indices is None else indices.numel()
         self.inverse = None
+        self.attention_groups: list[AttentionGroup] | None = None
         if indices is not None:
             # Row of each grid position; padding points at row ``num_rows``, a zero row appended when needed.
             self.inverse = torch.full((batch_size * seq_len,), self.num_rows, dtype=torch.long, device=indices.device)
             self.inverse[indices] = torch.arange(self.num_rows, device=indices.device)
 
     @classmethod
-    def from_attention_mask(cls, attention_mask: torch.Tensor) -> "TokenLayout":
+    def from_attention_mask(cls, attention_mask: torch.Tensor, group_by_length: bool = False) -> "TokenLayout":
+        """The real tokens of a 2D mask; ``group_by_length``: ordered and grouped for attention (see class doc)."""
+        batch_size, seq_len = attention_mask.shape
         indices = torch.nonzero(attention_mask.reshape(-1), as_tuple=False).flatten()
-        return cls(attention_mask.shape[0], attention_mask.shape[1], indices)
+        if not group_by_length:
+            return cls(batch_size, seq_len, indices)
+        lengths = (attention_mask != 0).sum(1)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(batch_size, device=order.device)
+        sequence = torch.div(indices, seq_len, rounding_mode="floor")
+        indices = indices.index_select(0, torch.argsort(rank.index_select(0, sequence) * seq_len + indices % seq_len))
+        layout = cls(batch_size, seq_len, indices)
+        layout.attention_groups = []
+        sorted_lengths = lengths.index_select(0, order).tolist()
+        for start, end in _length_groups(sorted_lengths):
+            group_lengths = lengths.new_tensor(sorted_lengths[start:end])
+            group_len = sorted_lengths[start]
+            key_mask = torch.arange(group_len, device=lengths.device)[None, :] < group_lengths[:, None]
+            group_indices = None
+            if not bool(key_mask.all()):
+                group_indices = torch.nonzero(key_mask.reshape(-1), as_tuple=False).flatten()
+            group = AttentionGroup(sum(sorted_lengths[start:end]), cls(end - start, group_len, group_indices), None)
+            group.mask = key_mask  # a 2D mask, turned into the attention implementation's mask by GLMModel
+            layout.attention_groups.append(group)
+        return layout
 
     @property
     def is_unpadded(self) -> bool:
@@ -96,30 +157,59 @@ class TokenLayout:
     def to_grid(self, rows: torch.Tensor) -> torch.Tensor:
         """``(rows, ...)`` -> ``(batch, seq, ...)``; unpadded, the padding positions are zeros."""
         if self.indices is not None:
-            rows = torch.cat([rows, rows.new_zeros(1, *rows.shape[1:])]).index_select(0, self.inverse)
+            rows = _ScatterRows.apply(rows, self.indices, self.batch_size * self.seq_len)
         return rows.view(self.batch_size, self.seq_len, *rows.shape[1:])
 
+    def rows_at(self, positions: torch.Tensor) -> torch.Tensor:
+        """The row of each grid position (flat index into ``batch * seq``); ``num_rows`` for padding (unpadded)."""
+        return positions if self.indices is None else self.inverse.index_select(0, positions)
+
     def gather(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The rows at grid ``positions`` (flat indices into ``batch * seq``); zeros at padding, as in ``to_grid``."""
-        if self.indices is None:
-            return rows.index_select(0, positions)
-        row_index = self.inverse.index_select(0, positions)
-        if bool((row_index == self.num_rows).any()):
+        """The rows at grid ``positions``; zeros at padding, as in ``to_grid``."""
+        row_index = self.rows_at(positions)
+        if self.indices is not None and bool((row_index == self.num_rows).any()):
             rows = torch.cat([rows, rows.new_zeros(1, *rows.shape[1:])])
         return rows.index_select(0, row_index)
 
     def first_token_positions(self, device) -> torch.Tensor:
+        """The grid position of each sequence's first token (what the pooler reads)."""
         return torch.arange(self.batch_size, device=device) * self.seq_len
 
-    def first_token_rows(self, device) -> torch.Tensor:
-        positions = self.first_token_positions(device)
-        return positions if self.indices is None else self.inverse.index_select(0, positions)
 
-    def first_tokens_are_rows(self) -> bool:
-        """Whether every sequence's position 0 has a row (always when padded; unpadded, unless left-padded)."""
-        if self.indices is None:
-            return True
-        return bool((self.first_token_rows(self.indices.device) < self.num_rows).all())
+def _length_groups(sorted_lengths: list[int], max_groups: int = 3, ratio: float = 0.7) -> list[tuple[int, int]]:
+    """Cut lengths sorted longest first into at most ``max_groups`` runs; a run ends where the length falls to
+    ``ratio`` of its first (a group's attention costs its sequences x its longest length squared)."""
+    bounds, start = [], 0
+    for index, length in enumerate(sorted_lengths):
+        if index > start and length <= ratio * sorted_lengths[start] and len(bounds) < max_groups - 1:
+            bounds.append((start, index))
+            start = index
+    bounds.append((start, len(sorted_lengths)))
+    return bounds
+
+
+class QuerySelection:
+    """The tokens whose last-layer output a head reads (e.g. [CLS] and the MLM-labelled tokens).
+
+    The last layer computes keys and values for every token, but queries, attention output and feed-forward only for
+    these rows, laid out as a ``(batch, queries)`` grid (``layout``) so that each selected token attends to every
+    token of its own sequence. ``positions`` are sorted, distinct grid positions, each with a row of ``token_layout``.
+    """
+
+    def __init__(self, token_layout: TokenLayout, positions: torch.Tensor):
+        self.positions = positions
+        self.rows = token_layout.rows_at(positions)
+        sequence = torch.div(positions, token_layout.seq_len, rounding_mode="floor")
+        counts = torch.bincount(sequence, minlength=token_layout.batch_size)
+        num_queries = max(int(counts.max()), 1)
+        first_of_sequence = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(positions.numel(), device=positions.device) - first_of_sequence.index_select(0, sequence)
+        indices = None if positions.numel() == token_layout.batch_size * num_queries else sequence * num_queries + slot
+        self.layout = TokenLayout(token_layout.batch_size, num_queries, indices)
+
+    def index_of(self, positions: torch.Tensor) -> torch.Tensor:
+        """Where each of ``positions`` (all selected) sits among the selected rows."""
+        return torch.searchsorted(self.positions, positions)
 
 
 class GLMEmbeddings(nn.Module):
@@ -213,18 +303,19 @@ class GLMSelfAttention(nn.Module):
         hidden_states: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         layout: TokenLayout | None = None,
-        first_token_only: bool = False,
+        query_selection: QuerySelection | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``hidden_states``: ``(rows, hidden)`` laid out as ``layout`` says. Returns ``(rows, hidden)``, or with
-        ``first_token_only`` the ``(batch, hidden)`` outputs of each sequence's first token (keys: every token)."""
-        if first_token_only:
-            first_rows = layout.first_token_rows(hidden_states.device)
-            query = self.query(hidden_states.index_select(0, first_rows))
-            query = query.view(layout.batch_size, 1, self.num_attention_heads, self.attention_head_size).transpose(1, 2)
+        ``query_selection`` the outputs of the selected rows only (their queries attend to every token)."""
+        if query_selection is not None:
+            (query,) = self._project(hidden_states.index_select(0, query_selection.rows), query_selection.layout, (self.query,))
             key, value = self._project(hidden_states, layout, (self.key, self.value))
             if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
+                # A bidirectional padding mask is the same for every query: keep one row, broadcast over queries.
                 attention_mask = attention_mask[:, :, :1, :]
+        elif layout.attention_groups is not None:
+            return self._grouped_attention(hidden_states, layout, **kwargs), None
         else:
             query, key, value = self._project(hidden_states, layout, (self.query, self.key, self.value))
 
@@ -241,9 +332,38 @@ class GLMSelfAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        if first_token_only:
-            return attn_output.reshape(layout.batch_size, -1), attn_weights
-        return layout.to_rows(attn_output.reshape(layout.batch_size, layout.seq_len, -1)), attn_weights
+        query_layout = layout if query_selection is None else query_selection.layout
+        attn_output = attn_output.reshape(query_layout.batch_size, query_layout.seq_len, -1)
+        return query_layout.to_rows(attn_output), attn_weights
+
+    def _grouped_attention(self, hidden_states: torch.Tensor, layout: TokenLayout, **kwargs) -> torch.Tensor:
+        """Attention of each length group in its own grid (``layout.attention_groups``); rows in, rows out."""
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        groups = layout.attention_groups
+        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
+        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
+        qkv = F.linear(hidden_states, weight, bias)
+        # split (not slicing): its backward is one concatenation, not a zero-filled copy per group.
+        outputs = []
+        for group, group_rows in zip(groups, qkv.split([g.num_rows for g in groups])):
+            grid = group.layout.to_grid(group_rows)
+            batch_size, seq_len = grid.shape[:2]
+            grid = grid.view(batch_size, seq_len, 3, self.num_attention_heads, self.attention_head_size)
+            query, key, value = grid.permute(2, 0, 3, 1, 4).unbind(0)
+            attn_output, _ = attention_interface(
+                self,
+                query,
+                key,
+                value,
+                group.mask,
+                dropout=self.dropout.p if self.training else 0.0,
+                scaling=self.scaling,
+                **kwargs,
+            )
+            outputs.append(group.layout.to_rows(attn_output.reshape(batch_size, seq_len, -1)))
+        return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
 
 class GLMSelfOutput(nn.Module):
@@ -263,11 +383,9 @@ class GLMAttention(nn.Module):
         self.self = GLMSelfAttention(config)
         self.output = GLMSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, layout=None, first_token_only=False, **kwargs):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, first_token_only, **kwargs)
-        residual = hidden_states
-        if first_token_only:
-            residual = hidden_states.index_select(0, layout.first_token_rows(hidden_states.device))
+    def forward(self, hidden_states, attention_mask=None, layout=None, query_selection=None, **kwargs):
+        attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, query_selection, **kwargs)
+        residual = hidden_states if query_selection is None else hidden_states.index_select(0, query_selection.rows)
         return self.output(attn_output, residual), attn_weights
 
 
@@ -299,9 +417,9 @@ class GLMLayer(GradientCheckpointingLayer):
         self.intermediate = GLMIntermediate(config)
         self.output = GLMOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, layout=None, first_token_only=False, **kwargs):
+    def forward(self, hidden_states, attention_mask=None, layout=None, query_selection=None, **kwargs):
         attention_output, attn_weights = self.attention(
-            hidden_states, attention_mask, layout, first_token_only=first_token_only, **kwargs
+            hidden_states, attention_mask, layout, query_selection=query_selection, **kwargs
         )
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layer_output, attn_weights
@@ -319,16 +437,20 @@ class GLMEncoder(nn.Module):
         layout: TokenLayout | None = None,
         output_hidden_states: bool = False,
         output_attentions: bool = False,
-        first_token_only: bool = False,
+        query_selection: QuerySelection | None = None,
         **kwargs,
     ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """``first_token_only``: the last layer returns the first token's ``(batch, hidden)`` state only."""
+        """With ``query_selection``, the last layer returns the states of the selected rows only."""
         all_hidden_states = (hidden_states,) if output_hidden_states else None
         all_attentions = () if output_attentions else None
         last = len(self.layer) - 1
         for index, layer in enumerate(self.layer):
             hidden_states, attn_weights = layer(
-                hidden_states, attention_mask, layout, first_token_only=first_token_only and index == last, **kwargs
+                hidden_states,
+                attention_mask,
+                layout,
+                query_selection=query_selection if index == last else None,
+                **kwargs,
             )
             if output_hidden_states:
                 all_hidden_states += (hidden_states,)
@@ -418,22 +540,28 @@ class GLMPreTrainedModel(PreTrainedModel):
 
 @dataclass
 class GLMEncoding:
-    """The encoder's states before they are put back on the ``(batch, seq)`` grid (internal to the heads)."""
+    """The encoder's states before they are put back on the ``(batch, seq)`` grid (internal to the heads).
+
+    Either ``last_hidden_rows`` (every row) or, with a ``query_selection``, ``selected_states`` (the selected rows).
+    """
 
     layout: TokenLayout
-    last_hidden_rows: torch.Tensor | None  # (rows, hidden); None when only the first tokens were computed
-    first_token_states: torch.Tensor | None  # (batch, hidden) when only the first tokens were computed
-    hidden_states: tuple[torch.Tensor, ...] | None  # each (rows, hidden)
-    attentions: tuple[torch.Tensor, ...] | None
+    last_hidden_rows: torch.Tensor | None
+    query_selection: QuerySelection | None = None
+    selected_states: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None  # each (rows, hidden)
+    attentions: tuple[torch.Tensor, ...] | None = None
 
     def sequence_output(self) -> torch.Tensor:
+        """``(batch, seq, hidden)``, zeros at padding when unpadded."""
+        if self.last_hidden_rows is None:
+            raise RuntimeError("the encoder computed the selected rows only; ask for no output_positions")
         return self.layout.to_grid(self.last_hidden_rows)
 
-    def first_tokens(self) -> torch.Tensor:
-        """``(batch, hidden)``: each sequence's position-0 state (what the pooler reads)."""
-        if self.first_token_states is not None:
-            return self.first_token_states
-        positions = self.layout.first_token_positions(self.last_hidden_rows.device)
+    def states_at(self, positions: torch.Tensor) -> torch.Tensor:
+        """``(len(positions), hidden)``: the final states at grid ``positions`` (flat indices into batch * seq)."""
+        if self.query_selection is not None:
+            return self.selected_states.index_select(0, self.query_selection.index_of(positions))
         return self.layout.gather(self.last_hidden_rows, positions)
 
     def grid_hidden_states(self) -> tuple[torch.Tensor, ...] | None:
@@ -467,14 +595,15 @@ class GLMModel(GLMPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        first_token_only: bool = False,
+        output_positions: torch.Tensor | None = None,
         **kwargs,
     ) -> GLMEncoding:
-        """Run the encoder, keeping the states as rows (packed real tokens when unpadding); used by every head.
+        """Run the encoder, keeping the states as rows (the packed real tokens when unpadding); used by every head.
 
-        ``first_token_only`` asks for the first tokens' final states only (the [CLS]-only last layer); it is applied
-        when it computes the same function: sdpa/eager attention, no hidden states or attentions asked for, and
-        (unpadded) a real token at position 0 of every sequence.
+        ``output_positions`` (flat indices into ``batch * seq``): the only positions whose final states the caller
+        reads. The last layer then runs its queries, attention output and feed-forward on those tokens alone --
+        applied when that computes the same function: sdpa or eager attention, a 2D (or no) attention mask, no hidden
+        states or attentions asked for, and (unpadded) no padding position among them.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Specify exactly one of input_ids or inputs_embeds")
@@ -494,7 +623,10 @@ class GLMModel(GLMPreTrainedModel):
         layout = TokenLayout(batch_size, seq_len)
         if self.config.unpad_inputs and attention_mask is not None and attention_mask.dim() == 2:
             if not bool(attention_mask.all()):
-                layout = TokenLayout.from_attention_mask(attention_mask)
+                # Length groups for attention where the mask is ours to build (sdpa, eager) and no attention
+                # weights are returned (those keep the (batch, heads, seq, seq) shape).
+                group_by_length = self.config._attn_implementation in SELECTED_QUERY_ATTENTION and not output_attentions
+                layout = TokenLayout.from_attention_mask(attention_mask, group_by_length=group_by_length)
 
         # The embeddings of the rows only: (1, rows) ids in, (rows, hidden) out.
         if position_ids is None:
@@ -512,33 +644,50 @@ class GLMModel(GLMPreTrainedModel):
             inputs_embeds=hidden_states.new_empty(batch_size, seq_len, 0),
             attention_mask=attention_mask,
         )
+        for group in layout.attention_groups or ():
+            group.mask = create_bidirectional_mask(
+                config=self.config,
+                inputs_embeds=hidden_states.new_empty(group.layout.batch_size, group.layout.seq_len, 0),
+                attention_mask=group.mask,
+            )
 
-        first_token_only = (
-            first_token_only
+        query_selection = None
+        if (
+            output_positions is not None
+            and output_positions.numel() > 0
             and not output_hidden_states
             and not output_attentions
-            and self.config._attn_implementation in FIRST_TOKEN_ONLY_ATTENTION
-            and layout.first_tokens_are_rows()
-        )
+            and self.config._attn_implementation in SELECTED_QUERY_ATTENTION
+            and (attention_mask is None or attention_mask.dim() == 2)
+        ):
+            positions = torch.unique(output_positions.reshape(-1))  # sorted
+            if not layout.is_unpadded or bool((layout.rows_at(positions) < layout.num_rows).all()):
+                query_selection = QuerySelection(layout, positions)
+
         hidden_states, all_hidden_states, all_attentions = self.encoder(
             hidden_states,
             mask,
             layout,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
-            first_token_only=first_token_only,
+            query_selection=query_selection,
             **kwargs,
         )
         return GLMEncoding(
             layout=layout,
-            last_hidden_rows=None if first_token_only else hidden_states,
-            first_token_states=hidden_states if first_token_only else None,
+            last_hidden_rows=None if query_selection is not None else hidden_states,
+            query_selection=query_selection,
+            selected_states=hidden_states if query_selection is not None else None,
             hidden_states=all_hidden_states,
             attentions=all_attentions,
         )
 
     def pool(self, encoding: GLMEncoding) -> torch.Tensor | None:
-        return None if self.pooler is None else self.pooler(encoding.first_tokens()[:, None])
+        """The pooler on each sequence's first token ([CLS]); None without a pooler."""
+        if self.pooler is None:
+            return None
+        first = encoding.states_at(encoding.layout.first_token_positions(self.pooler.dense.weight.device))
+        return self.pooler(first[:, None])
 
     @can_return_tuple
     def forward(
@@ -570,20 +719,23 @@ class GLMModel(GLMPreTrainedModel):
         )
 
 
+def _labelled_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat positions (into ``batch * seq``) of the MLM labels that are not -100, in order."""
+    return torch.nonzero(labels.reshape(-1) != -100, as_tuple=False).flatten()
+
+
 def _mlm_loss_and_logits(
     predictions: "GLMLMPredictionHead", encoding: GLMEncoding, labels: torch.Tensor | None, sparse: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """MLM logits and mean cross-entropy over labelled positions.
 
-    With ``sparse`` and labels, the prediction head only sees the labelled positions, gathered from the encoder's
-    rows: logits are ``(num_labelled, vocab)`` in the order of ``labels[labels != -100]``. Otherwise
-    ``(batch, seq, vocab)``.
+    With ``sparse`` and labels, the prediction head only sees the labelled positions: logits are
+    ``(num_labelled, vocab)`` in the order of ``labels[labels != -100]``. Otherwise ``(batch, seq, vocab)``.
     """
     if labels is not None and sparse:
-        flat_labels = labels.reshape(-1)
-        positions = torch.nonzero(flat_labels != -100, as_tuple=False).flatten()
-        logits = predictions(encoding.layout.gather(encoding.last_hidden_rows, positions))
-        return CrossEntropyLoss()(logits.float(), flat_labels.index_select(0, positions)), logits
+        positions = _labelled_positions(labels)
+        logits = predictions(encoding.states_at(positions))
+        return CrossEntropyLoss()(logits.float(), labels.reshape(-1).index_select(0, positions)), logits
     logits = predictions(encoding.sequence_output())
     if labels is None:
         return None, logits
@@ -607,7 +759,11 @@ class GLMForPreTrainingOutput(ModelOutput):
 
 
 class GLMForPreTraining(GLMPreTrainedModel):
-    """Encoder with the two pretraining heads: masked language modelling and next sentence prediction."""
+    """Encoder with the two pretraining heads: masked language modelling and next sentence prediction.
+
+    With MLM ``labels`` and ``config.sparse_prediction``, only [CLS] and the labelled tokens go through the last
+    layer's queries and feed-forward and through the prediction head: all that the loss and the outputs read.
+    """
 
     _tied_weights_keys = {"cls.predictions.decoder.weight": "glm.embeddings.word_embeddings.weight"}
 
@@ -639,7 +795,20 @@ class GLMForPreTraining(GLMPreTrainedModel):
         labels: ``(batch, seq)`` MLM targets, -100 where no prediction is asked.
         next_sentence_label: ``(batch,)``, 0 when segment B continues A, 1 when B is random.
         """
-        encoding = self.glm.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
+        output_positions = None
+        if labels is not None and self.config.sparse_prediction:
+            grid = input_ids if input_ids is not None else inputs_embeds
+            first = torch.arange(grid.shape[0], device=grid.device) * grid.shape[1]
+            output_positions = torch.cat([first, _labelled_positions(labels).to(grid.device)])
+        encoding = self.glm.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_positions=output_positions,
+            **kwargs,
+        )
         mlm_loss, prediction_logits = _mlm_loss_and_logits(
             self.cls.predictions, encoding, labels, self.config.sparse_prediction
         )
@@ -658,7 +827,11 @@ class GLMForPreTraining(GLMPreTrainedModel):
 
 
 class GLMForMaskedLM(GLMPreTrainedModel):
-    """Encoder with the MLM head (fill-mask, MLM-only continued pretraining)."""
+    """Encoder with the MLM head (fill-mask, MLM-only continued pretraining).
+
+    With ``labels`` and ``config.sparse_prediction``, only the labelled tokens go through the last layer's queries
+    and feed-forward and through the prediction head.
+    """
 
     _tied_weights_keys = {"cls.predictions.decoder.weight": "glm.embeddings.word_embeddings.weight"}
 
@@ -685,7 +858,18 @@ class GLMForMaskedLM(GLMPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedLMOutput:
-        encoding = self.glm.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
+        output_positions = None
+        if labels is not None and self.config.sparse_prediction:
+            output_positions = _labelled_positions(labels)
+        encoding = self.glm.encode(
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_positions=output_positions,
+            **kwargs,
+        )
         loss, logits = _mlm_loss_and_logits(self.cls.predictions, encoding, labels, self.config.sparse_prediction)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
@@ -695,7 +879,7 @@ class GLMForMaskedLM(GLMPreTrainedModel):
 class GLMForSequenceClassification(GLMPreTrainedModel):
     """Pooled [CLS] -> dropout -> linear. ``config.problem_type``: single-label, multi-label or regression.
 
-    Only the [CLS] state of the last layer is computed (see ``GLMModel.encode(first_token_only=True)``).
+    Only [CLS] goes through the last layer's queries and feed-forward: all that the pooler reads.
     """
 
     def __init__(self, config: GLMConfig):
@@ -718,8 +902,15 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs,
     ) -> SequenceClassifierOutput:
+        grid = input_ids if input_ids is not None else inputs_embeds
         encoding = self.glm.encode(
-            input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, first_token_only=True, **kwargs
+            input_ids,
+            attention_mask,
+            token_type_ids,
+            position_ids,
+            inputs_embeds,
+            output_positions=torch.arange(grid.shape[0], device=grid.device) * grid.shape[1],
+            **kwargs,
         )
         logits = self.classifier(self.dropout(self.glm.pool(encoding)))
 
@@ -733,7 +924,10 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
                 else:
                     self.config.problem_type = "multi_label_classification"
             if self.config.problem_type == "regression":
-                loss = MSELoss()(logits.float().squeeze(-1) if self.num_labels == 1 else logits.float(), labels.float())
+                if self.num_labels == 1:  # labels of shape (batch,) or (batch, 1)
+                    loss = MSELoss()(logits.float().view(-1), labels.float().view(-1))
+                else:
+                    loss = MSELoss()(logits.float(), labels.float())
             elif self.config.problem_type == "single_label_classification":
                 loss = CrossEntropyLoss()(logits.float().view(-1, self.num_labels), labels.view(-1))
             else:

@@ -193,11 +193,12 @@ def test_unpad_inputs_gives_identical_outputs(model_class, padding_side, tiny_co
         first = outputs_of(unpadded(**batch, output_hidden_states=True))
         second = outputs_of(padded(**batch, output_hidden_states=True))
     real = real_positions(batch)
+    # Unpadded, attention runs in length groups (shorter key grids): the same function, rounded differently (~1e-6).
     for name, tensor in first.items():
         if tensor.dim() >= 2 and tensor.shape[:2] == real.shape:
-            assert torch.equal(tensor[real], second[name][real]), name
+            torch.testing.assert_close(tensor[real], second[name][real], rtol=1e-5, atol=1e-5, msg=name)
         elif padding_side == "right":
-            assert torch.equal(tensor, second[name]), name
+            torch.testing.assert_close(tensor, second[name], rtol=1e-5, atol=1e-5, msg=name)
         # Left-padded, position 0 is padding, not [CLS]: the pooled outputs are undefined there (as in BERT).
 
 

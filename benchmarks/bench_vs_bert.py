@@ -1,0 +1,861 @@
+"""GLM vs transformers BERT on the same real batches: speed, useful FLOP/s and peak memory, in one run.
+
+    python benchmarks/bench_vs_bert.py                       # full run, about 8 minutes on 2 CPU cores
+    python benchmarks/bench_vs_bert.py --json bench.json     # also write the results as JSON
+    python benchmarks/bench_vs_bert.py --quick               # smoke run (tiny model, a few batches, < 30 s)
+
+What is compared
+    Peer: transformers ``BertForPreTraining`` / ``BertForSequenceClassification`` (sdpa attention, its default).
+    Ours: ``GLMForPreTraining`` / ``GLMForSequenceClassification`` with the default config (``unpad_inputs``,
+    ``sparse_prediction``), loaded with the *peer's weights* (BERT names -> GLM names), so both compute the same
+    function; the run checks it (fp32, dropout off) before timing and prints the difference.
+
+    Same architecture (the named shapes of ``GLMConfig.from_size``: ``mini`` = hidden 256 / 4 layers / 4 heads /
+    FFN 1024 with the tokenizer's vocabulary, ``base`` = BERT-base: 768 / 12 / 12 / 3072 with bert-base-chinese's
+    21,128-token vocabulary), dropout 0.1 on both sides, the same batches and the same optimizer.
+
+Data: "the embedded corpus through our pipeline"
+    A WordPiece tokenizer trained on the embedded corpus (``glm_hf.tokenization``, 8,000 tokens; or --tokenizer_name),
+    the embedded documents (``glm_hf.corpora``: People's Daily 1998-01 + the sentiment *train* reviews), NSP sentence
+    pairs (``glm_hf.pretraining_data``, max_seq_length 128), masked and dynamically padded by
+    ``glm_hf.collator.DataCollatorForPreTraining`` (padding to the longest pair of the batch, exactly the shape
+    transformers' ``DataCollatorForLanguageModeling`` gives -- checked on the first batch). Classification:
+    the sentiment *test* reviews (``glm_hf.sentiment``), truncated to 128 tokens, padded by transformers'
+    ``DataCollatorWithPadding``. Every batch is collated once; the very same tensors go to both models.
+
+Steps timed
+    Pretraining step = what ``Trainer`` does per step: forward (under ``torch.autocast("cpu", bfloat16)`` for bf16,
+    as ``Trainer(bf16=True)`` does), backward, gradient clipping to norm 1.0, ``optimizer.step()``, ``zero_grad``,
+    with the optimizer ``Trainer`` builds by default (``Trainer.get_optimizer_cls_and_kwargs``: torch AdamW, fused).
+    Inference = ``model.eval()`` forward under ``torch.inference_mode()`` (and autocast for bf16).
+    The two sides alternate batch by batch (peer, ours, peer, ours, ...; the order flips every round) after one
+    warm-up step each; a row's tokens/s is the median over rounds, its speed-up the median of the per-round ratios.
+    The machine is shared: read the load average printed with the results.
+
+Definitions
+    Real tokens: non-padding tokens (attention_mask == 1). tokens/s = real tokens of a round / its wall time.
+    Useful FLOPs: the matmul FLOPs the function needs, on real tokens only: every layer's Q/K/V, attention output
+    and FFN on real tokens, attention scores and weighted sum of each sequence over its own tokens; in the last layer
+    only the tokens some output reads ([CLS] and, for MLM, the masked tokens) need queries and feed-forward; the MLM
+    prediction head on masked tokens only; pooler, NSP and classifier on [CLS]. Backward = 2x forward. Embedding
+    lookups, LayerNorm, activations, softmax, dropout, loss and optimizer are not counted. The same count is used for
+    both sides (the peer also computes padding and the full-vocabulary decoder: useful to nobody).
+    MFU = useful FLOP/s / matmul peak. Matmul peak: the best of ``torch.mm`` and ``F.linear`` on an n x n by n x n
+    product in the same dtype, timed in this run between the rows (median of those timings).
+    Peak memory: each side runs in its own fresh process (``memory-worker``), the largest batch of each row, with
+    glibc's mmap threshold at 64 KiB so that freed tensors leave the resident set at once; reported is the peak
+    resident set size (VmHWM, reset per row via /proc/self/clear_refs) above the process's resident size before the
+    model was built: weights + gradients + optimizer state + activations + temporaries. torch's CPU allocator keeps
+    no statistics and tracemalloc does not see its allocations, hence RSS.
+    Recommended setup (ours): bf16 autocast when the bf16 matmul peak measured here beats fp32 (a CPU with AMX or
+    AVX512-BF16), else fp32. The peer's standard setup: fp32 (Trainer's default on CPU). The headline ratios compare
+    those two; the same-dtype rows compare like with like.
+"""
+
+import contextlib
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+# Idle OpenMP threads sleep instead of spinning. On a shared machine a spinning thread keeps its core while the thread
+# it waits for is descheduled, and every kernel's barrier can then cost a scheduler time slice (measured here: fused
+# AdamW on 2 threads 1 s instead of 10 ms at load 7). Both sides run in this process, so both get the same setting;
+# set OMP_WAIT_POLICY yourself to override. It must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+SHAPES = ("tiny", "mini", "base")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TASKS = ("pretraining", "inference")
+BERT_BASE_CHINESE_VOCAB = 21128
+MEMORY_WORKER = "memory-worker"
+# Share of the time budget per row: (first shape?, task, first dtype?) -> weight.
+SECTION_WEIGHTS = {
+    (True, "pretraining", True): 4, (True, "inference", True): 2,
+    (False, "pretraining", True): 3, (False, "inference", True): 2,
+    (True, "pretraining", False): 2, (True, "inference", False): 1,
+    (False, "pretraining", False): 1, (False, "inference", False): 1,
+}
+
+
+@dataclass
+class BenchmarkArguments:
+    json: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
+    quick: bool = field(default=False, metadata={"help": "Smoke run: tiny model, few batches, no bf16 budget check."})
+    shapes: str = field(default="mini,base", metadata={"help": f"Comma-separated model shapes from {SHAPES}."})
+    dtypes: str = field(default="fp32,bf16", metadata={"help": "Comma-separated dtypes from fp32, bf16."})
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "A tokenizer folder; default: train one on the embedded corpus."}
+    )
+    vocab_size: int = field(default=8000, metadata={"help": "Vocabulary of the tokenizer trained when none is given."})
+    max_seq_length: int = field(default=128, metadata={"help": "NSP pair length and classification truncation."})
+    pretrain_batch_size: int = field(default=32, metadata={"help": "Pretraining batch size (mini/tiny)."})
+    inference_batch_size: int = field(default=64, metadata={"help": "Classification batch size (mini/tiny)."})
+    base_pretrain_batch_size: int = field(default=8, metadata={"help": "Pretraining batch size at the base shape."})
+    base_inference_batch_size: int = field(default=16, metadata={"help": "Classification batch size at base shape."})
+    rounds: int = field(default=3, metadata={"help": "Timed rounds per row (fewer if the time budget says so)."})
+    batches_per_round: int = field(default=3, metadata={"help": "Batches per round (1 at the base shape)."})
+    time_budget: float = field(
+        default=330.0,
+        metadata={"help": "Seconds for all timed rows; a row that would not fit is shortened, or skipped if even "
+                  "one warm-up step would not fit (the table says so)."},
+    )
+    threads: int = field(default=2, metadata={"help": "torch.set_num_threads."})
+    measure_memory: bool = field(default=True, metadata={"help": "Measure peak memory in separate processes."})
+    seed: int = field(default=0, metadata={"help": "Seed of the data order, masking and weights."})
+
+    def __post_init__(self):
+        self.shape_list = [s.strip() for s in self.shapes.split(",") if s.strip()]
+        self.dtype_list = [d.strip() for d in self.dtypes.split(",") if d.strip()]
+        for shape in self.shape_list:
+            if shape not in SHAPES:
+                raise ValueError(f"shapes: each must be one of {SHAPES}, got {shape!r}")
+        for dtype in self.dtype_list:
+            if dtype not in DTYPES:
+                raise ValueError(f"dtypes: each must be one of {tuple(DTYPES)}, got {dtype!r}")
+        if not self.shape_list or not self.dtype_list:
+            raise ValueError("shapes and dtypes must each name at least one entry")
+        for name in ("max_seq_length", "pretrain_batch_size", "inference_batch_size", "base_pretrain_batch_size",
+                     "base_inference_batch_size", "rounds", "batches_per_round", "threads", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.max_seq_length < 5:
+            raise ValueError(f"max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP]), got {self.max_seq_length}")
+        if self.time_budget <= 0:
+            raise ValueError(f"time_budget must be > 0 seconds, got {self.time_budget}")
+        if self.quick:
+            # bf16 is left out: without AMX / AVX512-BF16 a single bf16 step can take seconds even at this size.
+            self.shape_list, self.dtype_list = ["tiny"], ["fp32"]
+            self.rounds, self.batches_per_round = 1, 2
+            self.pretrain_batch_size = self.inference_batch_size = 8
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data: the embedded corpus through the glm_hf pipeline
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def load_tokenizer(args: BenchmarkArguments, workdir: str):
+    from transformers import AutoTokenizer
+
+    if args.tokenizer_name:
+        return AutoTokenizer.from_pretrained(args.tokenizer_name)
+    from glm_hf.tokenization import TokenizerTrainingArguments, train_tokenizer
+
+    vocab_size = 2000 if args.quick else args.vocab_size
+    log(f"training a {vocab_size}-token WordPiece tokenizer on the embedded corpus (glm_hf.tokenization)")
+    tokenizer, _ = train_tokenizer(
+        TokenizerTrainingArguments(
+            output_dir=os.path.join(workdir, "tokenizer"),
+            dataset_name="embedded",
+            vocab_size=vocab_size,
+            validation_split_percentage=0,
+            max_train_documents=300 if args.quick else None,
+        )
+    )
+    return tokenizer
+
+
+def quick_documents(count: int = 150):
+    """--quick: the first articles of People's Daily and the first train reviews, read by glm_hf.corpora's own
+    readers, without building (and caching) the whole embedded corpus."""
+    from itertools import islice
+
+    from datasets import Dataset
+
+    from glm_hf.corpora import DOCUMENT_FEATURES, peoples_daily_documents, split_sentences
+    from glm_hf.sentiment import load_sentiment_dataset
+
+    articles = list(islice(peoples_daily_documents(), count))
+    reviews = [split_sentences(text) for text in load_sentiment_dataset()["train"]["text"][:count]]
+    sentences = articles + [r for r in reviews if r]
+    sources = ["peoples_daily"] * len(articles) + ["reviews"] * (len(sentences) - len(articles))
+    return Dataset.from_dict({"sentences": sentences, "source": sources}, features=DOCUMENT_FEATURES)
+
+
+def pretraining_batches(args: BenchmarkArguments, tokenizer, batch_size: int, count: int) -> list[dict]:
+    """NSP pairs of the embedded corpus, masked and padded by the pipeline's collator, collated once."""
+    from transformers import DataCollatorForLanguageModeling
+
+    from glm_hf.collator import DataCollatorForPreTraining
+    from glm_hf.corpora import load_documents
+    from glm_hf.pretraining_data import create_nsp_examples, nsp_example_stats, tokenize_documents
+
+    if args.quick:
+        documents = quick_documents()
+    else:
+        documents = load_documents(dataset_name="embedded", validation_split_percentage=0)["train"]
+    examples = create_nsp_examples(
+        tokenize_documents(documents, tokenizer), tokenizer, max_seq_length=args.max_seq_length, seed=args.seed
+    )
+    stats = nsp_example_stats(examples)
+    log(f"NSP pairs: {stats['examples']} examples, mean length {stats['mean_length']:.1f} tokens")
+    needed = batch_size * count
+    if len(examples) < needed:
+        raise ValueError(f"the corpus gives {len(examples)} NSP pairs, fewer than the {needed} the benchmark needs")
+    examples = examples.shuffle(seed=args.seed).select(range(needed))
+    collator = DataCollatorForPreTraining(tokenizer, seed=args.seed)
+    features = [examples[i] for i in range(needed)]
+    batches = [collator(features[k * batch_size : (k + 1) * batch_size]) for k in range(count)]
+    # The peer's standard collator pads a batch to the same shape (its longest pair): check it on the first batch.
+    standard = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)(
+        [{key: f[key] for key in ("input_ids", "token_type_ids")} for f in features[:batch_size]]
+    )
+    if standard["input_ids"].shape != batches[0]["input_ids"].shape:
+        raise AssertionError(
+            f"DataCollatorForPreTraining padded to {tuple(batches[0]['input_ids'].shape)}, "
+            f"DataCollatorForLanguageModeling to {tuple(standard['input_ids'].shape)}"
+        )
+    return batches
+
+
+def classification_batches(args: BenchmarkArguments, tokenizer, batch_size: int, count: int) -> list[dict]:
+    """Sentiment test reviews, truncated to max_seq_length, padded by transformers' DataCollatorWithPadding."""
+    from transformers import DataCollatorWithPadding
+
+    from glm_hf.sentiment import load_sentiment_dataset
+
+    needed = batch_size * count
+    texts = load_sentiment_dataset()["test"].shuffle(seed=args.seed)["text"][:needed]
+    encoded = tokenizer(list(texts), truncation=True, max_length=args.max_seq_length)
+    collator = DataCollatorWithPadding(tokenizer)
+    rows = [{key: encoded[key][i] for key in encoded} for i in range(len(texts))]
+    return [dict(collator(rows[k * batch_size : (k + 1) * batch_size])) for k in range(count)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Models, FLOPs, steps
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def architecture(shape: str, vocab_size: int, pad_token_id: int) -> dict:
+    from glm_hf.configuration_glm import MODEL_SIZES
+
+    fields = dict(MODEL_SIZES[shape])
+    fields.update(
+        vocab_size=max(vocab_size, BERT_BASE_CHINESE_VOCAB) if shape == "base" else vocab_size,
+        max_position_embeddings=512,
+        type_vocab_size=2,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        pad_token_id=pad_token_id,
+    )
+    return fields
+
+
+def glm_state_dict_from_bert(state_dict: dict) -> dict:
+    """BERT parameter names -> GLM's (``bert.`` -> ``glm.``, ``cls.predictions.bias`` -> ``.decoder.bias``)."""
+    renamed = {}
+    for key, tensor in state_dict.items():
+        if key.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
+            continue
+        if key.startswith("bert."):
+            key = "glm." + key[len("bert.") :]
+        renamed["cls.predictions.decoder.bias" if key == "cls.predictions.bias" else key] = tensor
+    return renamed
+
+
+def build_models(task: str, fields: dict, seed: int):
+    """The peer and ours with the same weights: (peer, ours)."""
+    from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
+
+    from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification
+
+    torch.manual_seed(seed)
+    if task == "pretraining":
+        peer, ours = BertForPreTraining(BertConfig(**fields)), GLMForPreTraining(GLMConfig(**fields))
+    else:
+        peer = BertForSequenceClassification(BertConfig(**fields, num_labels=2))
+        ours = GLMForSequenceClassification(GLMConfig(**fields, num_labels=2))
+    ours.load_state_dict(glm_state_dict_from_bert(peer.state_dict()), strict=True)
+    ours.tie_weights()
+    return peer, ours
+
+
+def build_model(side: str, task: str, fields: dict):
+    from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
+
+    from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification
+
+    if side == "peer":
+        config = BertConfig(**fields, num_labels=2)
+        return (BertForPreTraining if task == "pretraining" else BertForSequenceClassification)(config)
+    config = GLMConfig(**fields, num_labels=2)
+    return (GLMForPreTraining if task == "pretraining" else GLMForSequenceClassification)(config)
+
+
+def trainer_optimizer(model, workdir: str):
+    """The optimizer Trainer builds by default (torch AdamW, fused where supported), lr 1e-4."""
+    from transformers import Trainer, TrainingArguments
+
+    training_args = TrainingArguments(output_dir=workdir, use_cpu=True, report_to=[], learning_rate=1e-4)
+    optimizer_cls, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+    return optimizer_cls(model.parameters(), **optimizer_kwargs), optimizer_cls.__name__, optimizer_kwargs
+
+
+def autocast(dtype: torch.dtype):
+    return torch.autocast("cpu", dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext()
+
+
+def pretraining_step(model, optimizer, batch: dict, dtype: torch.dtype) -> float:
+    model.train()
+    with autocast(dtype):
+        loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def inference_step(model, batch: dict, dtype: torch.dtype) -> None:
+    model.eval()
+    with torch.inference_mode(), autocast(dtype):
+        model(**batch)
+
+
+def real_tokens(batch: dict) -> int:
+    return int(batch["attention_mask"].sum())
+
+
+def useful_flops(batch: dict, fields: dict, task: str) -> float:
+    """Matmul FLOPs the function needs on the real tokens (see the module docstring); training = 3x forward."""
+    hidden, ffn, layers = fields["hidden_size"], fields["intermediate_size"], fields["num_hidden_layers"]
+    vocab = fields["vocab_size"]
+    lengths = batch["attention_mask"].sum(1).tolist()
+    tokens = sum(lengths)
+    per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * ffn)
+    attention = 4 * hidden * sum(n * n for n in lengths)
+    if task == "pretraining":
+        masked = (batch["labels"] != -100).sum(1).tolist()
+        queries = [m + 1 for m in masked]  # the masked tokens and [CLS] (never masked)
+    else:
+        masked, queries = [0] * len(lengths), [1] * len(lengths)
+    last_layer = (
+        tokens * 2 * (2 * hidden * hidden)  # keys and values of every token
+        + sum(queries) * 2 * (2 * hidden * hidden + 2 * hidden * ffn)  # query, attention output, feed-forward
+        + 4 * hidden * sum(q * n for q, n in zip(queries, lengths))
+    )
+    forward = (layers - 1) * (tokens * per_token_layer + attention) + last_layer
+    forward += len(lengths) * 2 * (hidden * hidden + 2 * hidden)  # pooler + NSP / classifier
+    if task == "pretraining":
+        forward += sum(masked) * 2 * (hidden * hidden + hidden * vocab)  # MLM transform + decoder
+        return 3.0 * forward
+    return float(forward)
+
+
+def matmul_peak(dtype: torch.dtype, size: int, repeats: int = 2) -> float:
+    """FLOP/s of the faster of ``torch.mm`` and ``F.linear`` on a size x size by size x size product (best of runs)."""
+    a = torch.randn(size, size).to(dtype)
+    b = torch.randn(size, size).to(dtype)
+    best = float("inf")
+    for operation in (lambda: torch.mm(a, b), lambda: F.linear(a, b)):
+        operation()
+        for _ in range(repeats):
+            start = time.perf_counter()
+            operation()
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best
+
+
+class PeakMeter:
+    """Matmul peak per dtype, measured repeatedly between the rows; the median is reported."""
+
+    def __init__(self):
+        self.samples: dict[str, list[float]] = {}
+        self.sizes: dict[str, int] = {}
+
+    def measure(self, dtype_name: str) -> float:
+        dtype = DTYPES[dtype_name]
+        if dtype_name not in self.sizes:
+            # As large as keeps one product under ~0.3 s: bf16 without hardware support can be 100x slower.
+            size = 512
+            while size < 2048 and 2 * (2 * size) ** 3 / matmul_peak(dtype, size, repeats=1) < 0.3:
+                size *= 2
+            self.sizes[dtype_name] = size
+        value = matmul_peak(dtype, self.sizes[dtype_name])
+        self.samples.setdefault(dtype_name, []).append(value)
+        return value
+
+    def peak(self, dtype_name: str) -> float:
+        return statistics.median(self.samples[dtype_name])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Timed rows
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    shape: str
+    task: str
+    dtype: str
+    status: str = "ok"  # or why the row was skipped
+    warmup_seconds: float | None = None
+    rounds: int = 0
+    batches_per_round: int = 0
+    tokens_per_round: int = 0
+    peer_tokens_per_s: float | None = None
+    ours_tokens_per_s: float | None = None
+    speed_ratio: float | None = None
+    cpu_time_ratio: float | None = None
+    useful_flops_per_round: float = 0.0
+    peer_useful_flops_per_s: float | None = None
+    ours_useful_flops_per_s: float | None = None
+    peer_mfu: float | None = None
+    ours_mfu: float | None = None
+    peer_peak_memory_mb: float | None = None
+    ours_peak_memory_mb: float | None = None
+    memory_ratio: float | None = None
+    load_average: tuple[float, float] | None = None
+    peer_step_seconds: list[float] = field(default_factory=list)
+    ours_step_seconds: list[float] = field(default_factory=list)
+
+
+def time_row(row: Row, peer, ours, batches: list[dict], fields: dict, budget: float, workdir: str) -> None:
+    """Interleaved timing of one (shape, task, dtype) row; fills ``row``."""
+    dtype = DTYPES[row.dtype]
+    load_start = os.getloadavg()[0]
+    if row.task == "pretraining":
+        optimizers = {"peer": trainer_optimizer(peer, workdir)[0], "ours": trainer_optimizer(ours, workdir)[0]}
+
+        def step(side, model, batch):
+            pretraining_step(model, optimizers[side], batch, dtype)
+    else:
+
+        def step(side, model, batch):
+            inference_step(model, batch, dtype)
+
+    models = {"peer": peer, "ours": ours}
+    warmup, timed = batches[0], batches[1:]
+    warmup_seconds = 0.0
+    for side in ("peer", "ours"):
+        start = time.perf_counter()
+        step(side, models[side], warmup)
+        warmup_seconds += time.perf_counter() - start
+    row.warmup_seconds = round(warmup_seconds, 3)
+    # What fits the budget: a batch costs about (its tokens / warm-up tokens) x the warm-up time of the two sides.
+    seconds_per_token = warmup_seconds / max(real_tokens(warmup), 1)
+    per_batch = seconds_per_token * statistics.mean(real_tokens(b) for b in timed)
+    fitting = int((budget - warmup_seconds) // max(per_batch, 1e-9))
+    timed = timed[: max(1, min(len(timed), fitting))]
+    rounds = max(1, min(row.rounds, fitting // len(timed)))
+    row.rounds, row.batches_per_round = rounds, len(timed)
+    row.tokens_per_round = sum(real_tokens(b) for b in timed)
+    row.useful_flops_per_round = sum(useful_flops(b, fields, row.task) for b in timed)
+
+    wall = {"peer": [], "ours": []}
+    cpu = {"peer": [], "ours": []}
+    for round_index in range(rounds):
+        order = ("peer", "ours") if round_index % 2 == 0 else ("ours", "peer")
+        round_wall = {"peer": 0.0, "ours": 0.0}
+        round_cpu = {"peer": 0.0, "ours": 0.0}
+        for batch in timed:
+            for side in order:
+                start_wall, start_cpu = time.perf_counter(), time.process_time()
+                step(side, models[side], batch)
+                elapsed = time.perf_counter() - start_wall
+                round_wall[side] += elapsed
+                round_cpu[side] += time.process_time() - start_cpu
+                (row.peer_step_seconds if side == "peer" else row.ours_step_seconds).append(round(elapsed, 4))
+        for side in ("peer", "ours"):
+            wall[side].append(round_wall[side])
+            cpu[side].append(round_cpu[side])
+    row.peer_tokens_per_s = statistics.median(row.tokens_per_round / t for t in wall["peer"])
+    row.ours_tokens_per_s = statistics.median(row.tokens_per_round / t for t in wall["ours"])
+    row.speed_ratio = statistics.median(p / o for p, o in zip(wall["peer"], wall["ours"]))
+    row.cpu_time_ratio = statistics.median(p / o for p, o in zip(cpu["peer"], cpu["ours"]))
+    row.peer_useful_flops_per_s = statistics.median(row.useful_flops_per_round / t for t in wall["peer"])
+    row.ours_useful_flops_per_s = statistics.median(row.useful_flops_per_round / t for t in wall["ours"])
+    row.load_average = (round(load_start, 2), round(os.getloadavg()[0], 2))
+
+
+def same_function_check(task: str, peer, ours, batch: dict) -> float:
+    """fp32, dropout off: |loss difference| (pretraining) or max |logit difference| (classification)."""
+    peer.eval(), ours.eval()
+    with torch.no_grad():
+        if task == "pretraining":
+            return abs(float(peer(**batch).loss) - float(ours(**batch).loss))
+        return float((peer(**batch).logits - ours(**batch).logits).abs().max())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Peak memory, one fresh process per side
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _resident_kb(field_name: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"{field_name} not found in /proc/self/status")
+
+
+def memory_worker(spec_path: str) -> int:
+    """Child process: for each row of the spec, build the side's model, run its largest batch, report the peak."""
+    with open(spec_path) as f:
+        spec = json.load(f)
+    torch.set_num_threads(spec["threads"])
+    data = torch.load(spec["batches_path"], weights_only=True)
+    import glm_hf  # noqa: F401  (imported before the baseline, like torch and transformers)
+    from transformers import BertForPreTraining  # noqa: F401
+
+    optimizer_cls = getattr(torch.optim, spec["optimizer"]["class"])  # what Trainer chose, in the parent
+
+    gc.collect()
+    baseline_kb = _resident_kb("VmRSS")
+    results = []
+    for job in spec["jobs"]:
+        gc.collect()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current resident size
+        start_kb = _resident_kb("VmRSS")
+        model = build_model(spec["side"], job["task"], job["fields"])
+        batch = data[job["batches_key"]]
+        dtype = DTYPES[job["dtype"]]
+        if job["task"] == "pretraining":
+            optimizer = optimizer_cls(model.parameters(), **spec["optimizer"]["kwargs"])
+            for _ in range(2):  # the first step allocates the optimizer state; the second runs with it
+                pretraining_step(model, optimizer, batch, dtype)
+            del optimizer
+        else:
+            inference_step(model, batch, dtype)
+        peak_kb = _resident_kb("VmHWM")
+        results.append({**job, "peak_mb": (peak_kb - baseline_kb) / 1024, "start_mb": (start_kb - baseline_kb) / 1024})
+        del model
+    with open(spec["output_path"], "w") as f:
+        json.dump({"baseline_mb": baseline_kb / 1024, "results": results}, f)
+    return 0
+
+
+def measure_memory(jobs: list[dict], largest: dict[str, dict], threads: int, workdir: str, optimizer: dict) -> dict:
+    """Run a memory worker per side (the two in parallel: resident sizes are per process). -> {(side, key): MB}."""
+    batches_path = os.path.join(workdir, "memory_batches.pt")
+    torch.save(largest, batches_path)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_TRIM_THRESHOLD_="0")
+    processes = {}
+    for side in ("peer", "ours"):
+        spec = {
+            "side": side,
+            "jobs": jobs,
+            "threads": threads,
+            "batches_path": batches_path,
+            "workdir": workdir,
+            "optimizer": optimizer,
+            "output_path": os.path.join(workdir, f"memory_{side}.json"),
+        }
+        spec_path = os.path.join(workdir, f"memory_spec_{side}.json")
+        with open(spec_path, "w") as f:
+            json.dump(spec, f)
+        processes[side] = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), MEMORY_WORKER, spec_path], env=env
+        )
+    peaks = {}
+    for side, process in processes.items():
+        if process.wait() != 0:
+            raise RuntimeError(f"the {side} memory worker failed (exit code {process.returncode})")
+        with open(os.path.join(workdir, f"memory_{side}.json")) as f:
+            for result in json.load(f)["results"]:
+                peaks[(side, result["shape"], result["task"], result["dtype"])] = result["peak_mb"]
+    return peaks
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "-" if value is None else format(value, spec) + suffix
+
+
+def format_table(rows: list[Row]) -> str:
+    header = (
+        f"{'shape':<6} {'task':<12} {'dtype':<5} {'BERT tok/s':>10} {'GLM tok/s':>10} {'speed-up':>8} "
+        f"{'BERT MFU':>8} {'GLM MFU':>8} {'BERT MB':>8} {'GLM MB':>8} {'steps':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        if r.status != "ok":
+            lines.append(f"{r.shape:<6} {r.task:<12} {r.dtype:<5} skipped: {r.status}")
+            continue
+        lines.append(
+            f"{r.shape:<6} {r.task:<12} {r.dtype:<5} {_fmt(r.peer_tokens_per_s, ',.0f'):>10} "
+            f"{_fmt(r.ours_tokens_per_s, ',.0f'):>10} {_fmt(r.speed_ratio, '.2f', 'x'):>8} "
+            f"{_fmt(None if r.peer_mfu is None else 100 * r.peer_mfu, '.1f', '%'):>8} "
+            f"{_fmt(None if r.ours_mfu is None else 100 * r.ours_mfu, '.1f', '%'):>8} "
+            f"{_fmt(r.peer_peak_memory_mb, ',.0f'):>8} {_fmt(r.ours_peak_memory_mb, ',.0f'):>8} "
+            f"{r.rounds}x{r.batches_per_round:>3}"
+        )
+    return "\n".join(lines)
+
+
+def cpu_description() -> dict:
+    flags = set()
+    model_name = platform.processor()
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+                elif line.startswith("model name") and model_name in ("", "x86_64"):
+                    model_name = line.split(":", 1)[1].strip()
+    bf16_flags = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"})
+    return {"model": model_name, "bf16_hardware_flags": bf16_flags, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def run(args: BenchmarkArguments) -> dict:
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    run_start = time.perf_counter()
+    environment = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "cpu": cpu_description(),
+        "load_average_start": os.getloadavg(),
+    }
+    log(f"torch {torch.__version__}, transformers {transformers.__version__}, {args.threads} threads "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), "
+        f"CPU {environment['cpu']['model']} ({environment['cpu']['cpu_capability']}; bf16 hardware flags: "
+        f"{environment['cpu']['bf16_hardware_flags'] or 'none'}), load average {os.getloadavg()[0]:.2f}")
+
+    with tempfile.TemporaryDirectory(prefix="glm-bench-") as workdir:
+        tokenizer = load_tokenizer(args, workdir)
+        peaks = PeakMeter()
+        for dtype_name in args.dtype_list:
+            value = peaks.measure(dtype_name)
+            log(f"matmul peak {dtype_name}: {value / 1e9:.1f} GFLOP/s ({peaks.sizes[dtype_name]}x{peaks.sizes[dtype_name]})")
+
+        # Batches: batches_per_round timed + 1 warm-up (the smallest, first) per task and shape.
+        data: dict[tuple[str, str], list[dict]] = {}
+        for shape in args.shape_list:
+            per_round = 1 if shape == "base" else args.batches_per_round
+            pt_size = args.base_pretrain_batch_size if shape == "base" else args.pretrain_batch_size
+            inf_size = args.base_inference_batch_size if shape == "base" else args.inference_batch_size
+            log(f"{shape}: collating {per_round + 1} pretraining batches of {pt_size} and {per_round + 1} "
+                f"classification batches of {inf_size}")
+            for task, make, size in (("pretraining", pretraining_batches, pt_size),
+                                     ("inference", classification_batches, inf_size)):
+                batches = make(args, tokenizer, size, per_round + 1)
+                batches.sort(key=real_tokens)  # the smallest one warms up
+                data[(shape, task)] = [batches[0]] + batches[1:]
+
+        rows: list[Row] = []
+        checks = {}
+        # fp32 rows first (the headline on CPUs without fast bf16), the first shape first; weights share the budget.
+        sections = [(s, t, d) for d in args.dtype_list for s in args.shape_list for t in TASKS]
+        weights = [SECTION_WEIGHTS[(s == args.shape_list[0], t, d == args.dtype_list[0])] for s, t, d in sections]
+        budget_left = args.time_budget
+        for index, (shape, task, dtype_name) in enumerate(sections):
+            fields = architecture(shape, len(tokenizer), tokenizer.pad_token_id)
+            row = Row(shape, task, dtype_name, rounds=args.rounds)
+            batches = data[(shape, task)]
+            share = budget_left * weights[index] / sum(weights[index:])
+            # The warm-up steps (one per side) must fit: estimated from the same row in fp32 when it ran (scaled by
+            # the two matmul peaks, x2 for the extra cost of bf16 without hardware support), else from the useful
+            # FLOPs (x3.5 for the peer's padding and full decoder) at 30% of the peak.
+            peak = peaks.measure(dtype_name)
+            fp32_row = next((r for r in rows if (r.shape, r.task, r.dtype, r.status) == (shape, task, "fp32", "ok")),
+                            None)
+            if fp32_row is not None and dtype_name != "fp32":
+                estimate = 2 * fp32_row.warmup_seconds * peaks.peak("fp32") / peak
+            else:
+                estimate = 3.5 * useful_flops(batches[0], fields, task) / (0.3 * peak)
+            if not args.quick and estimate > share:
+                row.status = (f"the warm-up steps would take ~{estimate:.0f} s ({dtype_name} matmul peak here "
+                              f"{peak / 1e9:.1f} GFLOP/s), more than this row's {share:.0f} s of --time_budget")
+                log(f"{shape} {task} {dtype_name}: {row.status}")
+                rows.append(row)
+                continue
+            peer, ours = build_models(task, fields, args.seed)
+            if dtype_name == "fp32" and (shape, task) not in checks:
+                checks[(shape, task)] = same_function_check(task, peer, ours, batches[-1])
+                log(f"{shape} {task}: same weights, fp32, dropout off: "
+                    f"{'|loss BERT - loss GLM|' if task == 'pretraining' else 'max |logits BERT - logits GLM|'}"
+                    f" = {checks[(shape, task)]:.2e}")
+            section_start = time.perf_counter()
+            time_row(row, peer, ours, batches, fields, share, workdir)
+            budget_left -= time.perf_counter() - section_start
+            peaks.measure(dtype_name)
+            log(f"{shape} {task} {dtype_name}: BERT {row.peer_tokens_per_s:,.0f} tok/s, GLM "
+                f"{row.ours_tokens_per_s:,.0f} tok/s, speed-up {row.speed_ratio:.2f}x "
+                f"({row.rounds} rounds x {row.batches_per_round} batches, load {row.load_average})")
+            rows.append(row)
+            del peer, ours
+            gc.collect()
+
+        for row in rows:
+            if row.status == "ok":
+                peak = peaks.peak(row.dtype)
+                row.peer_mfu = row.peer_useful_flops_per_s / peak
+                row.ours_mfu = row.ours_useful_flops_per_s / peak
+
+        if args.measure_memory:
+            jobs, largest = [], {}
+            for row in rows:
+                if row.status != "ok":
+                    continue
+                key = f"{row.shape}/{row.task}"
+                largest[key] = max(data[(row.shape, row.task)], key=lambda b: b["input_ids"].numel())
+                fields = architecture(row.shape, len(tokenizer), tokenizer.pad_token_id)
+                jobs.append({"shape": row.shape, "task": row.task, "dtype": row.dtype, "fields": fields,
+                             "batches_key": key})
+            log(f"peak memory: {len(jobs)} rows, one fresh process per side")
+            _, optimizer_name, optimizer_kwargs = trainer_optimizer(torch.nn.Linear(1, 1), workdir)
+            optimizer = {"class": optimizer_name, "kwargs": {k: (list(v) if isinstance(v, tuple) else v)
+                                                             for k, v in optimizer_kwargs.items()}}
+            memory = measure_memory(jobs, largest, args.threads, workdir, optimizer)
+            for row in rows:
+                if row.status == "ok":
+                    row.peer_peak_memory_mb = memory[("peer", row.shape, row.task, row.dtype)]
+                    row.ours_peak_memory_mb = memory[("ours", row.shape, row.task, row.dtype)]
+                    row.memory_ratio = row.ours_peak_memory_mb / row.peer_peak_memory_mb
+
+    # Recommended setup: bf16 autocast where bf16 matmuls beat fp32 here (AMX / AVX512-BF16), else fp32.
+    peak_values = {d: peaks.peak(d) for d in peaks.samples}
+    recommended = "bf16" if peak_values.get("bf16", 0) > 1.1 * peak_values.get("fp32", float("inf")) else "fp32"
+    if recommended not in args.dtype_list:
+        recommended = args.dtype_list[0]
+    reason = (
+        f"measured matmul peak bf16 {peak_values.get('bf16', float('nan')) / 1e9:.1f} vs fp32 "
+        f"{peak_values.get('fp32', float('nan')) / 1e9:.1f} GFLOP/s"
+    )
+    by_key = {(r.shape, r.task, r.dtype): r for r in rows}
+    headline_shape = args.shape_list[0]
+    headline = {}
+    for task in TASKS:
+        ours_row, peer_row = by_key.get((headline_shape, task, recommended)), by_key.get((headline_shape, task, "fp32"))
+        if ours_row and peer_row and ours_row.status == peer_row.status == "ok":
+            if ours_row is peer_row:  # same dtype: the interleaved per-round ratio
+                headline[task] = ours_row.speed_ratio
+            else:  # ours in bf16 vs the peer in fp32, from their two rows of this run
+                headline[task] = ours_row.ours_tokens_per_s / peer_row.peer_tokens_per_s
+    table = format_table(rows)
+    result = {
+        "pretraining_speed_ratio": headline.get("pretraining"),
+        "inference_speed_ratio": headline.get("inference"),
+        "headline": {
+            "shape": headline_shape,
+            "ours": f"GLM, {recommended} ({'bf16 autocast' if recommended == 'bf16' else 'fp32'}), sdpa, "
+                    "unpad_inputs + sparse_prediction",
+            "peer": "transformers BERT, fp32 (Trainer's default on CPU), sdpa",
+            "recommended_dtype": recommended,
+            "reason": reason,
+        },
+        "same_dtype_ratios": {
+            f"{r.shape}/{r.dtype}/{r.task}": r.speed_ratio for r in rows if r.status == "ok"
+        },
+        "matmul_peak_flops": {d: {"median": peaks.peak(d), "samples": peaks.samples[d], "size": peaks.sizes[d]}
+                              for d in peaks.samples},
+        "same_function_check": {f"{s}/{t}": v for (s, t), v in checks.items()},
+        "rows": [asdict(r) for r in rows],
+        "table": table,
+        "environment": {**environment, "load_average_end": os.getloadavg(),
+                        "seconds": round(time.perf_counter() - run_start, 1)},
+        "arguments": {k: v for k, v in asdict(args).items()},
+        "definitions": {
+            "real_tokens": "non-padding tokens (attention_mask == 1)",
+            "tokens_per_s": "real tokens of a round / wall time of the round, median over rounds",
+            "speed_ratio": "median over rounds of BERT round time / GLM round time (same batches, interleaved)",
+            "useful_flops": "matmul FLOPs needed on real tokens only: layers on real tokens, attention within each "
+                            "sequence, last layer's queries/FFN only for [CLS] and masked tokens, MLM head on "
+                            "masked tokens only; backward = 2x forward; same count for both sides",
+            "mfu": "useful FLOP/s / median measured matmul peak (best of torch.mm and F.linear, n x n, same dtype)",
+            "peak_memory_mb": "peak RSS above the pre-model baseline in a fresh process per side, largest batch, "
+                              "glibc mmap threshold 64 KiB",
+            "pretraining_step": "forward (+autocast), backward, clip_grad_norm_(1.0), Trainer's default AdamW step, "
+                                "zero_grad",
+            "inference_step": "eval forward under inference_mode (+autocast)",
+        },
+    }
+    return result
+
+
+def print_report(result: dict) -> None:
+    print()
+    print("GLM (glm_hf) vs transformers BERT: same batches (embedded corpus through the glm_hf pipeline), same "
+          "architecture and weights, same optimizer")
+    print(result["table"])
+    head = result["headline"]
+    print()
+    print(f"Headline, {head['shape']} shape -- GLM recommended setup ({head['ours']}) vs BERT standard setup "
+          f"({head['peer']}); {head['reason']}:")
+    for task in TASKS:
+        value = result[f"{task}_speed_ratio"]
+        print(f"  {task:<12} speed-up {'-' if value is None else f'{value:.2f}x'} (real tokens/s)")
+    print("Same-dtype speed-ups (fp32 vs fp32, bf16 vs bf16) are the rows above.")
+    peaks = ", ".join(f"{d} {v['median'] / 1e9:.1f} GFLOP/s ({v['size']}x{v['size']})"
+                      for d, v in result["matmul_peak_flops"].items())
+    print(f"Matmul peak measured in this run: {peaks}")
+    checks = ", ".join(f"{k} {v:.1e}" for k, v in result["same_function_check"].items())
+    print(f"Same function (same weights, fp32, dropout off), |BERT - GLM|: {checks}")
+    env = result["environment"]
+    busiest = max([env["load_average_start"][0], env["load_average_end"][0]]
+                  + [max(r["load_average"]) for r in result["rows"] if r["load_average"]])
+    if busiest > env["cpus"]:
+        print(f"WARNING: the 1-minute load average reached {busiest:.1f} on {env['cpus']} CPUs: other processes "
+              "shared the cores, which slows every row and squeezes the speed-ups toward 1 (the side doing less work "
+              "per kernel loses more to waiting for descheduled threads); rerun on an idle machine.")
+    print(f"{env['threads']} threads (OMP_WAIT_POLICY={env['omp_wait_policy']}), CPU {env['cpu']['model']} ({env['cpu']['cpu_capability']}, bf16 hardware flags: "
+          f"{', '.join(env['cpu']['bf16_hardware_flags']) or 'none'}); load average {env['load_average_start'][0]:.2f} "
+          f"at start, {env['load_average_end'][0]:.2f} at end; {env['seconds']:.0f} s")
+    print("tok/s: real (non-pad) tokens per second, median over rounds. MFU: useful FLOP/s (real tokens only, MLM "
+          "head on masked tokens only, backward = 2x forward) / matmul peak in the same dtype. MB: peak resident "
+          "memory above the pre-model baseline, fresh process per side. steps: rounds x batches per side.")
+
+
+def write_json(result: dict, path: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".bench-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(handle, "w") as f:
+            json.dump(result, f, indent=2)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temporary)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == [MEMORY_WORKER]:
+        return memory_worker(argv[1])
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(BenchmarkArguments)
+    parser.prog = "bench_vs_bert.py"
+    (args,) = parser.parse_args_into_dataclasses(args=argv)
+    result = run(args)
+    print_report(result)
+    if args.json:
+        write_json(result, args.json)
+        print(f"Results written to {os.path.abspath(args.json)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

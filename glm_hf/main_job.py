@@ -1,0 +1,652 @@
+"""The main job: ``glm-hf main`` runs the whole study on the embedded data, end to end, on a CPU.
+
+Stages, each in its own folder under ``--output_dir``:
+
+1. ``tokenizer/``: a Chinese WordPiece tokenizer trained on the pretraining corpus (:mod:`glm_hf.tokenization`).
+2. ``pretrain/``: GLM pretrained from scratch with MLM + NSP on People's Daily 1998 + the *train* reviews
+   (:mod:`glm_hf.pretraining`).
+3. ``finetune/``: that model fine-tuned on the embedded sentiment task, scored on the test split, with the TF-IDF
+   baseline on the same split (:mod:`glm_hf.finetuning`).
+4. ``finetune_from_scratch/``: the same fine-tuning (same size, data, steps and hyperparameters) from a random
+   initialisation -- what pretraining bought.
+
+It ends with ``main_results.json`` (test accuracy and macro-F1 of the three systems, budget, stage times), the model
+card ``finetune/README.md`` with every number and plot, and a reload of ``finetune/`` with
+``AutoModelForSequenceClassification.from_pretrained`` that classifies a few example sentences.
+
+Re-running resumes: a stage whose completion record (``.stages/<stage>.json``) matches its settings is skipped; an
+interrupted Trainer stage resumes from its last checkpoint; anything else half-written is removed and redone. A stage
+whose settings changed (e.g. ``--quick`` then the default) is redone with everything after it.
+
+Budget: the default settings (a ``mini`` GLM, 400 pretraining and 2 x 220 fine-tuning steps of 32 examples) take
+about 25-28 minutes on 2 otherwise idle CPU cores; ``--quick`` (tiny model, few steps, subsets)
+about 2-3 minutes, for smoke tests -- its numbers mean nothing.
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+
+from .evaluation import write_json
+
+logger = logging.getLogger(__name__)
+
+STATE_DIR = ".stages"
+RESULTS_FILE = "main_results.json"
+STAGES = ("tokenizer", "pretrain", "finetune", "finetune_from_scratch")
+EXAMPLE_SENTENCES = (
+    "这家酒店的服务很好，房间也很干净，下次还会再来。",
+    "质量太差了，用了两天就坏了，不推荐购买。",
+    "物流很快，包装完好，书的内容也很精彩。",
+    "前台态度冷淡，早餐难吃，房间还有异味。",
+    "屏幕显示效果不错，就是电池不太耐用。",
+)
+
+
+@dataclass
+class JobSettings:
+    """Every setting that shapes the results; stages are fingerprinted by the settings they use."""
+
+    model_size: str = field(default="mini", metadata={"help": "GLM size for both GLM runs (tiny, mini, small, ...)"})
+    vocab_size: int = field(default=8000, metadata={"help": "WordPiece vocabulary size"})
+    tokenizer_max_documents: int | None = field(
+        default=None, metadata={"help": "train the tokenizer on fewer documents"}
+    )
+    pretrain_max_seq_length: int = field(default=128, metadata={"help": "tokens per NSP sentence pair"})
+    pretrain_steps: int = field(default=400, metadata={"help": "pretraining optimizer steps"})
+    pretrain_batch_size: int = field(default=32, metadata={"help": "sentence pairs per pretraining step"})
+    pretrain_learning_rate: float = field(default=1e-3, metadata={"help": "peak pretraining learning rate"})
+    pretrain_warmup: float = field(default=0.1, metadata={"help": "pretraining warmup, share of the steps"})
+    pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer pairs"})
+    pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "pairs in the pretraining evaluation"})
+    finetune_max_seq_length: int = field(default=128, metadata={"help": "tokens per review (longer ones are cut)"})
+    finetune_steps: int = field(default=220, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
+    finetune_batch_size: int = field(default=32, metadata={"help": "reviews per fine-tuning step"})
+    finetune_learning_rate: float = field(default=2e-4, metadata={"help": "peak fine-tuning learning rate"})
+    finetune_warmup: float = field(default=0.06, metadata={"help": "fine-tuning warmup, share of the steps"})
+    max_train_samples: int | None = field(default=None, metadata={"help": "fine-tune on fewer reviews"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "fewer validation reviews (baseline's C)"})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "score on fewer test reviews"})
+    seed: int = field(default=42, metadata={"help": "seed of every stage"})
+
+    @classmethod
+    def quick(cls) -> "JobSettings":
+        """Minutes, not tens of minutes: checks that everything runs, not how well."""
+        return cls(
+            model_size="tiny",
+            vocab_size=3000,
+            tokenizer_max_documents=3000,
+            pretrain_max_seq_length=64,
+            pretrain_steps=60,
+            pretrain_batch_size=16,
+            pretrain_learning_rate=1e-3,
+            pretrain_max_train_samples=2000,
+            pretrain_max_eval_samples=100,
+            finetune_max_seq_length=64,
+            finetune_steps=80,
+            finetune_batch_size=16,
+            finetune_learning_rate=2e-3,
+            max_train_samples=2000,
+            max_eval_samples=400,
+            max_predict_samples=None,
+        )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="glm-hf main",
+        description="Train a tokenizer, pretrain GLM, fine-tune it (and a randomly initialised twin) on the embedded "
+        "Chinese sentiment task, evaluate on the test split against a TF-IDF baseline, write card, plots and "
+        "metrics, then reload the model and classify example sentences. Re-running resumes.",
+    )
+    parser.add_argument(
+        "--output_dir", default=None, help="job folder (default: runs/main, or runs/main_quick with --quick)"
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke-test settings: tiny model, subsets, ~2-3 min")
+    parser.add_argument("--overwrite", action="store_true", help="delete the job folder and start over")
+    parser.add_argument("--examples", nargs="+", default=None, help="sentences to classify at the end")
+    settings = parser.add_argument_group("settings (override the default or --quick values)")
+    quick = JobSettings.quick()
+    for setting in fields(JobSettings):
+        kind = float if "float" in str(setting.type) else int if "int" in str(setting.type) else str
+        settings.add_argument(
+            f"--{setting.name}",
+            type=kind,
+            default=None,
+            help=f"{setting.metadata['help']} (default {setting.default}; --quick {getattr(quick, setting.name)})",
+        )
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> JobSettings:
+    settings = JobSettings.quick() if args.quick else JobSettings()
+    overrides = {f.name: getattr(args, f.name) for f in fields(JobSettings) if getattr(args, f.name) is not None}
+    settings = JobSettings(**{**asdict(settings), **overrides})
+    from .configuration_glm import MODEL_SIZES
+
+    if settings.model_size not in MODEL_SIZES:
+        raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {settings.model_size!r}")
+    for name in ("pretrain_warmup", "finetune_warmup"):
+        if not 0 <= getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be a share of the steps in [0, 1), got {getattr(settings, name)}")
+    for name in (
+        "vocab_size",
+        "pretrain_steps",
+        "finetune_steps",
+        "pretrain_batch_size",
+        "finetune_batch_size",
+        "pretrain_max_seq_length",
+        "finetune_max_seq_length",
+    ):
+        if getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be a positive integer, got {getattr(settings, name)}")
+    return settings
+
+
+# ------------------------------------------------------------------------------------------------- stage records
+@dataclass
+class Stage:
+    """One step of the job: a folder, the argv of the module that fills it, and whether Trainer can resume it."""
+
+    name: str
+    description: str
+    argv: list[str]
+    upstream: list[str] = field(default_factory=list)
+    resumable: bool = False  # a Trainer stage: keep a half-done folder and resume from its last checkpoint
+
+    def fingerprint(self, records: dict[str, dict]) -> str:
+        """Changes when this stage's argv or any upstream result changes."""
+        from . import __version__
+
+        payload = {
+            "argv": self.argv,
+            "upstream": {name: records.get(name, {}).get("fingerprint") for name in self.upstream},
+            "glm_hf": __version__,
+        }
+        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+class StageRecords:
+    """``<job>/.stages/<stage>.json``: ``{"status": "started"|"complete", "fingerprint", ...}``, written atomically."""
+
+    def __init__(self, job_dir: str):
+        self.folder = os.path.join(job_dir, STATE_DIR)
+
+    def read(self, name: str) -> dict:
+        path = os.path.join(self.folder, f"{name}.json")
+        if not os.path.isfile(path):
+            return {}
+        try:
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        except (OSError, json.JSONDecodeError):
+            return {}  # unreadable record: treat the stage as never run
+
+    def write(self, name: str, record: dict) -> None:
+        write_json(record, os.path.join(self.folder, f"{name}.json"))
+
+    def clear(self, name: str) -> None:
+        path = os.path.join(self.folder, f"{name}.json")
+        if os.path.exists(path):
+            os.remove(path)
+
+
+def _stage_outputs_present(stage_dir: str, name: str) -> bool:
+    """Files a finished stage must have left (guards against a folder deleted or emptied by hand)."""
+    required = {
+        "tokenizer": ["tokenizer_config.json"],
+        "pretrain": ["config.json", "model.safetensors"],
+        "finetune": ["config.json", "model.safetensors", "all_results.json"],
+        "finetune_from_scratch": ["config.json", "model.safetensors", "all_results.json"],
+    }[name]
+    return all(os.path.isfile(os.path.join(stage_dir, file_name)) for file_name in required)
+
+
+def _remove_checkpoints(stage_dir: str) -> None:
+    # Optimizer states of intermediate checkpoints are only needed to resume; a finished stage keeps the model.
+    for entry in os.listdir(stage_dir):
+        if entry.startswith("checkpoint-") and os.path.isdir(os.path.join(stage_dir, entry)):
+            shutil.rmtree(os.path.join(stage_dir, entry), ignore_errors=True)
+
+
+def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str, dict], runner, index: int) -> dict:
+    """Run, resume or skip ``stage``; returns its completion record."""
+    stage_dir = os.path.join(job_dir, stage.name)
+    fingerprint = stage.fingerprint(known)
+    record = records.read(stage.name)
+    header = f"[{index}/{len(STAGES)}] {stage.name}: {stage.description}"
+    if (
+        record.get("status") == "complete"
+        and record.get("fingerprint") == fingerprint
+        and _stage_outputs_present(stage_dir, stage.name)
+    ):
+        print(f"{header} -- done before ({record.get('seconds', 0):.0f} s), skipped", flush=True)
+        return record
+    resuming = (
+        record.get("status") == "started"
+        and record.get("fingerprint") == fingerprint
+        and stage.resumable
+        and os.path.isdir(stage_dir)
+    )
+    if resuming:
+        print(f"{header} -- resuming an interrupted run", flush=True)
+    else:
+        if os.path.exists(stage_dir):
+            reason = "settings changed" if record.get("fingerprint") not in (None, fingerprint) else "incomplete"
+            print(f"{header} -- removing the previous {stage.name}/ ({reason})", flush=True)
+            shutil.rmtree(stage_dir)
+        print(header, flush=True)
+    records.write(stage.name, {"status": "started", "fingerprint": fingerprint, "argv": stage.argv})
+    start = time.perf_counter()
+    metrics = runner(stage.argv)
+    seconds = time.perf_counter() - start  # of this run only, when the stage was resumed
+    if stage.resumable:
+        _remove_checkpoints(stage_dir)
+    record = {
+        "status": "complete",
+        "fingerprint": fingerprint,
+        "argv": stage.argv,
+        "seconds": round(seconds, 1),
+        "metrics": metrics if isinstance(metrics, dict) else {},
+        "resumed": resuming,
+    }
+    records.write(stage.name, record)
+    print(f"{header} -- finished in {seconds / 60:.1f} min", flush=True)
+    return record
+
+
+# -------------------------------------------------------------------------------------------------------- stages
+def build_stages(job_dir: str, settings: JobSettings) -> list[Stage]:
+    path = lambda name: os.path.join(job_dir, name)  # noqa: E731
+    s = settings
+    tokenizer_argv = [
+        "--dataset_name",
+        "embedded",
+        "--vocab_size",
+        str(s.vocab_size),
+        "--output_dir",
+        path("tokenizer"),
+        "--seed",
+        str(s.seed),
+    ]
+    if s.tokenizer_max_documents:
+        tokenizer_argv += ["--max_train_documents", str(s.tokenizer_max_documents)]
+
+    def trainer_flags(steps: int, batch_size: int, learning_rate: float, warmup: float) -> list[str]:
+        logging_steps = max(1, steps // 40)
+        return [
+            "--max_steps",
+            str(steps),
+            "--per_device_train_batch_size",
+            str(batch_size),
+            "--per_device_eval_batch_size",
+            str(2 * batch_size),
+            "--learning_rate",
+            str(learning_rate),
+            "--warmup_steps",
+            str(warmup),
+            "--weight_decay",
+            "0.01",
+            "--logging_steps",
+            str(logging_steps),
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            str(max(10, steps // 4)),
+            "--save_total_limit",
+            "1",
+            "--report_to",
+            "none",
+            "--seed",
+            str(s.seed),
+            "--dataloader_num_workers",
+            "0",
+            "--dataloader_pin_memory",
+            "False",  # CPU: nothing to pin to
+        ]
+
+    pretrain_argv = [
+        "--tokenizer_name",
+        path("tokenizer"),
+        "--dataset_name",
+        "embedded",
+        "--model_size",
+        s.model_size,
+        "--max_seq_length",
+        str(s.pretrain_max_seq_length),
+        "--output_dir",
+        path("pretrain"),
+        "--do_train",
+        "--do_eval",
+        *trainer_flags(s.pretrain_steps, s.pretrain_batch_size, s.pretrain_learning_rate, s.pretrain_warmup),
+    ]
+    if s.pretrain_max_train_samples:
+        pretrain_argv += ["--max_train_samples", str(s.pretrain_max_train_samples)]
+    if s.pretrain_max_eval_samples:
+        pretrain_argv += ["--max_eval_samples", str(s.pretrain_max_eval_samples)]
+
+    finetune_common = [
+        "--dataset_name",
+        "embedded-sentiment",
+        "--do_train",
+        "--do_predict",
+        "--max_seq_length",
+        str(s.finetune_max_seq_length),
+        "--shuffle_train_dataset",
+        "--shuffle_seed",
+        str(s.seed),
+        *trainer_flags(s.finetune_steps, s.finetune_batch_size, s.finetune_learning_rate, s.finetune_warmup),
+    ]
+    for flag, value in (
+        ("--max_train_samples", s.max_train_samples),
+        ("--max_eval_samples", s.max_eval_samples),
+        ("--max_predict_samples", s.max_predict_samples),
+    ):
+        if value:
+            finetune_common += [flag, str(value)]
+    finetune_argv = ["--model_name_or_path", path("pretrain"), "--output_dir", path("finetune"), *finetune_common]
+    # Same config (size, vocabulary), tokenizer, data, steps and hyperparameters; only the initialisation differs.
+    scratch_argv = [
+        "--config_name",
+        path("pretrain"),
+        "--tokenizer_name",
+        path("pretrain"),
+        "--output_dir",
+        path("finetune_from_scratch"),
+        "--run_baseline",
+        "False",
+        *finetune_common,
+    ]
+    return [
+        Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", tokenizer_argv),
+        Stage(
+            "pretrain",
+            f"pretrain a {s.model_size} GLM with MLM + NSP ({s.pretrain_steps} steps)",
+            pretrain_argv,
+            upstream=["tokenizer"],
+            resumable=True,
+        ),
+        Stage(
+            "finetune",
+            f"fine-tune it on the sentiment task ({s.finetune_steps} steps), TF-IDF baseline, test",
+            finetune_argv,
+            upstream=["pretrain"],
+            resumable=True,
+        ),
+        Stage(
+            "finetune_from_scratch",
+            "the same fine-tuning from a random initialisation, test",
+            scratch_argv,
+            upstream=["pretrain"],
+            resumable=True,
+        ),
+    ]
+
+
+def _runner(name: str):
+    def run(argv: list[str]):
+        if name == "tokenizer":
+            from .tokenization import main as tokenizer_main
+
+            tokenizer_main(argv)
+            return {}
+        if name == "pretrain":
+            from .pretraining import main as pretraining_main
+
+            return pretraining_main(argv)
+        from .finetuning import main as finetuning_main
+
+        return finetuning_main(argv)
+
+    return run
+
+
+# ------------------------------------------------------------------------------------------------------- summary
+def _read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], total_seconds: float, quick: bool) -> dict:
+    finetune = _read_json(os.path.join(job_dir, "finetune", "all_results.json"))
+    scratch = _read_json(os.path.join(job_dir, "finetune_from_scratch", "all_results.json"))
+    baseline = _read_json(os.path.join(job_dir, "finetune", "baseline_results.json"))
+    pretrain = _read_json(os.path.join(job_dir, "pretrain", "all_results.json"))
+
+    def pick(metrics: dict, prefix: str) -> dict:
+        return {key: metrics[f"{prefix}_{key}"] for key in ("accuracy", "macro_f1") if f"{prefix}_{key}" in metrics}
+
+    results = {
+        "glm_pretrained_finetuned": pick(finetune, "test"),
+        "glm_from_scratch": pick(scratch, "test"),
+        "tfidf_baseline": pick(baseline, "test"),
+    }
+    gain = {
+        key: results["glm_pretrained_finetuned"][key] - results["glm_from_scratch"][key]
+        for key in ("accuracy", "macro_f1")
+        if key in results["glm_pretrained_finetuned"] and key in results["glm_from_scratch"]
+    }
+    return {
+        "test_split": {"examples": finetune.get("test_samples"), "rule": _split_rule()},
+        "results": results,
+        "pretraining_gain": gain,
+        "pretraining": {
+            key: value for key, value in pretrain.items() if key.startswith("eval_") or key == "train_loss"
+        },
+        "settings": asdict(settings),
+        "stage_seconds": {name: record.get("seconds") for name, record in records.items()},
+        "total_stage_seconds": round(sum(record.get("seconds") or 0 for record in records.values()), 1),
+        "total_seconds_this_run": round(total_seconds, 1),
+        "quick_mode": quick,
+    }
+
+
+def _split_rule() -> str:
+    from .sentiment import SPLIT_RULE
+
+    return SPLIT_RULE
+
+
+def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
+    """The fine-tuned card with all three systems on the test split, the pretraining facts and the plots."""
+    from .cards import write_finetuned_card
+    from .finetuning import EMBEDDED_SENTIMENT, embedded_sentiment_description
+    from .finetuning import unprefixed as unprefix
+    from .sentiment import sentiment_data_stats
+
+    finetune_dir = os.path.join(job_dir, "finetune")
+    own = _read_json(os.path.join(finetune_dir, "all_results.json"))
+    baseline = _read_json(os.path.join(finetune_dir, "baseline_results.json"))
+    scratch = _read_json(os.path.join(job_dir, "finetune_from_scratch", "all_results.json"))
+
+    size = settings.model_size
+    results = [
+        {
+            "name": "**GLM, pretrained + fine-tuned (this model)**",
+            "description": f"{size} GLM pretrained {settings.pretrain_steps} steps (MLM + NSP), fine-tuned "
+            f"{settings.finetune_steps} steps",
+            "metrics": unprefix(own, "test"),
+        },
+        {
+            "name": "GLM from scratch",
+            "description": f"same {size} architecture, tokenizer, data, steps and "
+            "hyperparameters, random initialisation (no pretraining)",
+            "metrics": unprefix(scratch, "test"),
+        },
+        {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefix(baseline, "test")},
+    ]
+    # Plots must sit beside the card: copy the pretraining loss curve in.
+    plots = {}
+    if os.path.isfile(os.path.join(finetune_dir, "confusion_matrix.png")):
+        plots["Confusion matrix on the test split"] = "confusion_matrix.png"
+    if os.path.isfile(os.path.join(finetune_dir, "loss_curve.png")):
+        plots["Fine-tuning loss"] = "loss_curve.png"
+    pretrain_curve = os.path.join(job_dir, "pretrain", "loss_curve.png")
+    if os.path.isfile(pretrain_curve):
+        shutil.copyfile(pretrain_curve, os.path.join(finetune_dir, "pretraining_loss_curve.png"))
+        plots["Pretraining loss (MLM + NSP)"] = "pretraining_loss_curve.png"
+
+    gain = summary["pretraining_gain"]
+    pretraining = summary["pretraining"]
+    minutes = {name: (seconds or 0) / 60 for name, seconds in summary["stage_seconds"].items()}
+    notes = [
+        "All rows: the same test split (" + summary["test_split"]["rule"] + "), never used for training or model "
+        "selection. The TF-IDF baseline's C was chosen on the validation split.",
+        "Pretraining gain (pretrained minus from scratch): "
+        + ", ".join(f"{key} {100 * value:+.1f} points" for key, value in gain.items())
+        + ".",
+        "Pretraining: "
+        + ", ".join(
+            f"{key.removeprefix('eval_')} {value:.4g}"
+            for key, value in pretraining.items()
+            if key in ("eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy")
+        )
+        + " on held-out pretraining text.",
+        "Compute: " + ", ".join(f"{name} {value:.1f} min" for name, value in minutes.items()) + " (CPU).",
+    ]
+    if summary["quick_mode"]:
+        notes.insert(
+            0,
+            "**Quick mode** (smoke test): tiny model, few steps, training subsets -- these numbers say "
+            "that the pipeline runs, not how well GLM does.",
+        )
+    stats = sentiment_data_stats()
+    training_args = {
+        "model_size": size,
+        "pretraining steps": settings.pretrain_steps,
+        "pretraining batch size": settings.pretrain_batch_size,
+        "pretraining learning rate": settings.pretrain_learning_rate,
+        "pretraining max_seq_length": settings.pretrain_max_seq_length,
+        "fine-tuning steps": settings.finetune_steps,
+        "fine-tuning batch size": settings.finetune_batch_size,
+        "fine-tuning learning rate": settings.finetune_learning_rate,
+        "fine-tuning max_seq_length": settings.finetune_max_seq_length,
+        "warmup (share of steps), then linear decay": f"pretraining {settings.pretrain_warmup:g}, fine-tuning "
+        f"{settings.finetune_warmup:g}",
+        "weight decay": 0.01,
+        "optimizer": "AdamW",
+        "precision": "fp32 (CPU)",
+        "seed": settings.seed,
+    }
+    return write_finetuned_card(
+        finetune_dir,
+        base_model="../pretrain",
+        dataset_name=EMBEDDED_SENTIMENT,
+        dataset_description=embedded_sentiment_description(),
+        data_stats={
+            "raw lines": stats["raw_lines"],
+            "unique texts": stats["unique_texts"],
+            "texts in both classes (dropped)": stats["conflicting_texts_dropped"],
+            "split sizes": {name: sizes["total"] for name, sizes in stats["split_sizes"].items()},
+            "training examples used": settings.max_train_samples or stats["split_sizes"]["train"]["total"],
+        },
+        problem_type="single_label_classification",
+        label_names=["negative", "positive"],
+        training_args=training_args,
+        results=results,
+        eval_split="test",
+        eval_size=summary["test_split"]["examples"],
+        plots=plots,
+        notes=notes,
+        limitations=[
+            f"A {size} model pretrained for minutes on a CPU: far from the quality of large pretrained Chinese "
+            "encoders; compare it with the baseline and from-scratch rows, not with published results.",
+        ],
+        max_length=settings.finetune_max_seq_length,
+        model_name="GLM sentiment (embedded main job)",
+        repo_id=_display_path(finetune_dir),
+    )
+
+
+def _display_path(path: str) -> str:
+    """``path`` relative to the working directory when it is below it (shorter, and true for the user)."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def classify_examples(model_dir: str, sentences, max_length: int = 128) -> list[dict]:
+    """Reload the fine-tuned folder with ``from_pretrained`` (as a user would) and classify ``sentences``."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    import glm_hf  # noqa: F401  (registers GLM with the Auto classes)
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    inputs = tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    with torch.no_grad():
+        probabilities = model(**inputs).logits.softmax(dim=-1)
+    predictions = []
+    for sentence, row in zip(sentences, probabilities):
+        label_id = int(row.argmax())
+        predictions.append({"text": sentence, "label": model.config.id2label[label_id], "score": float(row[label_id])})
+    return predictions
+
+
+# ---------------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args)
+    job_dir = os.path.abspath(args.output_dir or ("runs/main_quick" if args.quick else "runs/main"))
+    if args.overwrite and os.path.isdir(job_dir):
+        shutil.rmtree(job_dir)
+    os.makedirs(job_dir, exist_ok=True)
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.WARNING)
+
+    print(f"GLM main job in {job_dir}{' (quick mode)' if args.quick else ''}", flush=True)
+    records = StageRecords(job_dir)
+    known: dict[str, dict] = {}
+    start = time.perf_counter()
+    try:
+        for index, stage in enumerate(build_stages(job_dir, settings), start=1):
+            known[stage.name] = run_stage(stage, job_dir, records, known, _runner(stage.name), index)
+    except KeyboardInterrupt:
+        print("\nInterrupted. Run the same command again to resume where it stopped.", file=sys.stderr)
+        return 130
+    total_seconds = time.perf_counter() - start
+
+    summary = summarize(job_dir, settings, known, total_seconds, quick=args.quick)
+    card = write_final_card(job_dir, summary, settings)
+    summary["examples"] = classify_examples(
+        os.path.join(job_dir, "finetune"), args.examples or EXAMPLE_SENTENCES, settings.finetune_max_seq_length
+    )
+    summary["model_card"] = os.path.relpath(card, job_dir)
+    write_json(summary, os.path.join(job_dir, RESULTS_FILE))
+    print_report(summary, job_dir)
+    return 0
+
+
+def print_report(summary: dict, job_dir: str) -> None:
+    rows = (
+        ("GLM pretrained + fine-tuned", "glm_pretrained_finetuned"),
+        ("GLM from scratch (same budget)", "glm_from_scratch"),
+        ("TF-IDF char n-grams + LR", "tfidf_baseline"),
+    )
+    print(
+        f"\nTest split ({summary['test_split']['examples']} examples)"
+        + (" -- QUICK MODE, numbers mean nothing" if summary["quick_mode"] else "")
+    )
+    print(f"  {'system':<32} {'accuracy':>9} {'macro-F1':>9}")
+    for title, key in rows:
+        metrics = summary["results"][key]
+        print(
+            f"  {title:<32} {metrics.get('accuracy', float('nan')):>9.4f} {metrics.get('macro_f1', float('nan')):>9.4f}"
+        )
+    gain = summary["pretraining_gain"]
+    print("  pretraining gain: " + ", ".join(f"{k} {100 * v:+.1f} points" for k, v in gain.items()))
+    print(f"\nReloaded {os.path.join(job_dir, 'finetune')} with AutoModelForSequenceClassification.from_pretrained:")
+    for example in summary["examples"]:
+        print(f"  {example['label']:<9} {example['score']:.3f}  {example['text']}")
+    print(f"\nModel card: {os.path.join(job_dir, summary['model_card'])}")
+    print(f"Metrics:    {os.path.join(job_dir, RESULTS_FILE)}")
+    print(f"Time (this run): {summary['total_seconds_this_run'] / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""From documents to MLM + NSP training examples, with ``datasets.map`` (batched, cached, ``num_proc``-parallel).
+
+Two steps:
+
+1. :func:`tokenize_documents`: every sentence of every document becomes a list of token ids (no special tokens).
+   With whole-word masking, jieba segments each sentence here too, and each token gets a ``word_continuation``
+   flag (1 when it continues the jieba word of the token before it), which the collator uses to mask whole words.
+2. :func:`create_nsp_examples`: BERT's ``create_instances_from_document``. Per document, a target length
+   (``max_seq_length - 3``, or with probability ``short_seq_prob`` a random shorter one), chunks of consecutive
+   sentences filling it, segment A = the first sentences of a chunk, segment B = the rest of the chunk (the true
+   continuation, ``next_sentence_label`` 0) or, with probability ``nsp_probability``, a run of sentences from a
+   random other document (label 1); then the longer side is truncated, from a random end, until the pair fits.
+
+   One change to BERT's recipe keeps the labels balanced on corpora of short documents (a review is often one
+   sentence): BERT makes every single-sentence chunk a random pair, so such corpora get far more 1s than 0s. Here
+   the label is drawn first; a single-sentence chunk that must be a true continuation is cut in two inside the
+   sentence, after a clause mark (，、：) when it has one, else at a random token.
+
+Every random choice for a document comes from ``numpy.random.default_rng([seed, document_index])``, so the examples
+are the same for any ``num_proc`` and batch size, and on every process of a distributed run.
+"""
+
+import logging
+
+import numpy as np
+from datasets import Dataset, Features, List, Value
+from datasets.fingerprint import Hasher
+
+logger = logging.getLogger(__name__)
+
+CLAUSE_MARKS = ("，", "、", "：", ",", ":")
+
+
+def _jieba():
+    try:
+        import jieba
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("whole-word masking segments Chinese with jieba: pip install jieba") from err
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def word_continuation_flags(text: str, offsets: list[tuple[int, int]], words: list[str]) -> list[int]:
+    """1 for each token that continues the word (of ``words``, a segmentation of ``text``) of the token before it.
+
+    ``offsets`` are the tokens' character spans in ``text`` (from a fast tokenizer). A token belongs to the word that
+    holds its first character, so the ``##`` pieces of a Latin word and the characters of a Chinese word share one.
+    """
+    word_of_char = np.empty(len(text), dtype=np.int64)
+    start = 0
+    for index, word in enumerate(words):
+        word_of_char[start : start + len(word)] = index
+        start += len(word)
+    flags, previous_word = [], None
+    for char_start, char_end in offsets:
+        word = int(word_of_char[char_start]) if char_end > char_start else None
+        flags.append(int(word is not None and word == previous_word))
+        previous_word = word
+    return flags
+
+
+def _tokenize_batch(batch, tokenizer, whole_word_mask: bool):
+    sentences = [s for document in batch["sentences"] for s in document]
+    encoded = tokenizer(
+        sentences, add_special_tokens=False, return_attention_mask=False, return_offsets_mapping=whole_word_mask
+    )
+    ids = encoded["input_ids"]
+    flags = None
+    if whole_word_mask:
+        jieba = _jieba()
+        flags = [
+            word_continuation_flags(text, offsets, jieba.lcut(text))
+            for text, offsets in zip(sentences, encoded["offset_mapping"])
+        ]
+    output = {"sentence_ids": []}
+    if whole_word_mask:
+        output["sentence_word_continuation"] = []
+    position = 0
+    for document in batch["sentences"]:
+        keep = [i for i in range(position, position + len(document)) if ids[i]]  # sentences left empty are dropped
+        output["sentence_ids"].append([ids[i] for i in keep])
+        if whole_word_mask:
+            output["sentence_word_continuation"].append([flags[i] for i in keep])
+        position += len(document)
+    return output
+
+
+def tokenize_documents(
+    documents: Dataset,
+    tokenizer,
+    *,
+    whole_word_mask: bool = False,
+    num_proc: int | None = None,
+    load_from_cache_file: bool | None = None,
+) -> Dataset:
+    """Token ids per sentence (``sentence_ids``), and ``sentence_word_continuation`` with ``whole_word_mask``.
+
+    Documents whose sentences all tokenize to nothing are dropped.
+    """
+    if whole_word_mask and not getattr(tokenizer, "is_fast", False):
+        raise ValueError("whole_word_mask needs a fast tokenizer (offsets mapping); got a slow one")
+    features = {"sentence_ids": List(List(Value("int32")))}
+    if whole_word_mask:
+        features["sentence_word_continuation"] = List(List(Value("int8")))
+    tokenized = documents.map(
+        _tokenize_batch,
+        batched=True,
+        remove_columns=documents.column_names,
+        features=Features(features),
+        fn_kwargs={"tokenizer": tokenizer, "whole_word_mask": whole_word_mask},
+        num_proc=num_proc,
+        load_from_cache_file=load_from_cache_file,
+        desc="Tokenizing documents" + (" and segmenting words with jieba" if whole_word_mask else ""),
+    )
+    return tokenized.filter(
+        lambda sentence_ids: len(sentence_ids) > 0,
+        input_columns="sentence_ids",
+        num_proc=num_proc,
+        load_from_cache_file=load_from_cache_file,
+    )
+
+
+def _truncate_pair(a: list, b: list, a_flags: list | None, b_flags: list | None, max_tokens: int, rng) -> None:
+    """BERT's ``truncate_seq_pair``: drop a token from a random end of the longer segment until the pair fits."""
+    while len(a) + len(b) > max_tokens:
+        longer, longer_flags = (a, a_flags) if len(a) > len(b) else (b, b_flags)
+        index = 0 if rng.random() < 0.5 else -1
+        del longer[index]
+        if longer_flags is not None:
+            del longer_flags[index]
+
+
+class _DocumentSource:
+    """Random access to the sentences of any document, for the random segment B of NSP pairs."""
+
+    def __init__(self, tokenized: Dataset, with_flags: bool):
+        columns = ["sentence_ids"] + (["sentence_word_continuation"] if with_flags else [])
+        self.dataset = tokenized.select_columns(columns)
+        self.with_flags = with_flags
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        row = self.dataset[int(index)]
+        return row["sentence_ids"], row.get("sentence_word_continuation")
+
+
+def _split_point(sentence: list[int], clause_mark_ids: tuple[int, ...], rng) -> int:
+    """Where to cut a lone sentence into A and B: after a clause mark if there is one inside, else anywhere."""
+    candidates = [i + 1 for i, token in enumerate(sentence[:-1]) if token in clause_mark_ids]
+    if candidates:
+        return int(candidates[rng.integers(len(candidates))])
+    return int(rng.integers(1, len(sentence)))
+
+
+def document_examples(
+    document_index: int,
+    sentences: list[list[int]],
+    flags: list[list[int]] | None,
+    source: _DocumentSource,
+    *,
+    max_seq_length: int,
+    short_seq_prob: float,
+    nsp_probability: float,
+    cls_id: int,
+    sep_id: int,
+    clause_mark_ids: tuple[int, ...],
+    seed: int,
+) -> list[dict]:
+    """The NSP examples of one document (see the module docstring)."""
+    rng = np.random.default_rng([seed, document_index])
+    max_tokens = max_seq_length - 3  # [CLS] A [SEP] B [SEP]
+    target_length = max_tokens
+    if rng.random() < short_seq_prob:
+        target_length = int(rng.integers(2, max_tokens + 1))
+
+    examples = []
+    chunk: list[int] = []  # sentence indices
+    chunk_length = 0
+    i = 0
+    while i < len(sentences):
+        chunk.append(i)
+        chunk_length += len(sentences[i])
+        if i == len(sentences) - 1 or chunk_length >= target_length:
+            a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
+            is_random_next = rng.random() < nsp_probability and len(source) > 1
+            a_sentences = chunk[:a_end]
+            tokens_a = [t for s in a_sentences for t in sentences[s]]
+            flags_a = [f for s in a_sentences for f in flags[s]] if flags is not None else None
+            if is_random_next:
+                tokens_b, flags_b = [], [] if flags is not None else None
+                target_b_length = max(1, target_length - len(tokens_a))
+                for _ in range(10):  # BERT: try a few times to draw a document other than this one
+                    other = int(rng.integers(len(source)))
+                    if other != document_index:
+                        break
+                other_sentences, other_flags = source[other]
+                start = int(rng.integers(len(other_sentences)))
+                for j in range(start, len(other_sentences)):
+                    tokens_b.extend(other_sentences[j])
+                    if flags_b is not None:
+                        flags_b.extend(other_flags[j])
+                    if len(tokens_b) >= target_b_length:
+                        break
+                # BERT: the sentences of the chunk left unused go back to the document for the next chunk.
+                i -= len(chunk) - a_end
+            elif len(chunk) >= 2:
+                b_sentences = chunk[a_end:]
+                tokens_b = [t for s in b_sentences for t in sentences[s]]
+                flags_b = [f for s in b_sentences for f in flags[s]] if flags is not None else None
+            elif len(tokens_a) >= 2:  # a lone sentence: its second part is its true continuation
+                cut = _split_point(tokens_a, clause_mark_ids, rng)
+                tokens_a, tokens_b = tokens_a[:cut], tokens_a[cut:]
+                if flags_a is not None:
+                    flags_a, flags_b = flags_a[:cut], flags_a[cut:]
+                else:
+                    flags_b = None
+            else:  # a one-token document: no continuation exists
+                tokens_b, flags_b = [], None
+
+            if tokens_b:
+                label = 1 if is_random_next else 0
+                _truncate_pair(tokens_a, tokens_b, flags_a, flags_b, max_tokens, rng)
+                if flags is not None:  # a segment cut inside a word starts with a word of its own
+                    flags_a[0] = flags_b[0] = 0
+                example = {
+                    "input_ids": [cls_id, *tokens_a, sep_id, *tokens_b, sep_id],
+                    "token_type_ids": [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1),
+                    "next_sentence_label": label,
+                }
+                if flags is not None:
+                    example["word_continuation"] = [0, *flags_a, 0, *flags_b, 0]
+                examples.append(example)
+            chunk, chunk_length = [], 0
+        i += 1
+    return examples
+
+
+def _nsp_batch(batch, indices, source, options):
+    columns = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
+    with_flags = "sentence_word_continuation" in batch
+    if with_flags:
+        columns["word_continuation"] = []
+    for position, document_index in enumerate(indices):
+        flags = batch["sentence_word_continuation"][position] if with_flags else None
+        for example in document_examples(document_index, batch["sentence_ids"][position], flags, source, **options):
+            for key, value in example.items():
+                columns[key].append(value)
+    return columns
+
+
+def create_nsp_examples(
+    tokenized: Dataset,
+    tokenizer,
+    *,
+    max_seq_length: int = 128,
+    short_seq_prob: float = 0.1,
+    nsp_probability: float = 0.5,
+    seed: int = 42,
+    num_proc: int | None = None,
+    load_from_cache_file: bool | None = None,
+) -> Dataset:
+    """Sentence-pair examples: ``input_ids``, ``token_type_ids``, ``next_sentence_label`` (+ ``word_continuation``).
+
+    ``tokenized`` is the output of :func:`tokenize_documents`. Deterministic for a given ``seed``.
+    """
+    if max_seq_length < 5:
+        raise ValueError(f"max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP]), got {max_seq_length}")
+    if not 0 <= short_seq_prob <= 1:
+        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+    if not 0 < nsp_probability < 1:
+        raise ValueError(f"nsp_probability must be in (0, 1), got {nsp_probability}")
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens (cls_token, sep_token) for NSP pairs")
+
+    with_flags = "sentence_word_continuation" in tokenized.column_names
+    vocab = tokenizer.get_vocab()
+    options = {
+        "max_seq_length": max_seq_length,
+        "short_seq_prob": short_seq_prob,
+        "nsp_probability": nsp_probability,
+        "cls_id": tokenizer.cls_token_id,
+        "sep_id": tokenizer.sep_token_id,
+        "clause_mark_ids": tuple(sorted({vocab[mark] for mark in CLAUSE_MARKS if mark in vocab})),
+        "seed": seed,
+    }
+    features = {
+        "input_ids": List(Value("int32")),
+        "token_type_ids": List(Value("int8")),
+        "next_sentence_label": Value("int8"),
+    }
+    if with_flags:
+        features["word_continuation"] = List(Value("int8"))
+    # The random B segments read other documents, so the examples depend on the whole dataset: its fingerprint and
+    # the options make the cache key (hashing the dataset object itself would be slow).
+    fingerprint = Hasher.hash(("nsp-examples", tokenized._fingerprint, sorted(options.items(), key=str)))
+    return tokenized.map(
+        _nsp_batch,
+        batched=True,
+        with_indices=True,
+        remove_columns=tokenized.column_names,
+        features=Features(features),
+        fn_kwargs={"source": _DocumentSource(tokenized, with_flags), "options": options},
+        num_proc=num_proc,
+        load_from_cache_file=load_from_cache_file,
+        new_fingerprint=fingerprint,
+        desc=f"Creating NSP sentence pairs (max_seq_length={max_seq_length})",
+    )
+
+
+def nsp_example_stats(examples: Dataset) -> dict:
+    """Count, NSP label balance and mean length of sentence-pair examples (computed in Arrow, no Python loop)."""
+    import pyarrow.compute as pc
+
+    table = examples.with_format("arrow")[:]
+    if table.num_rows == 0:
+        return {"examples": 0, "random_next_rate": 0.0, "mean_length": 0.0, "tokens": 0}
+    lengths = pc.list_value_length(table["input_ids"])
+    return {
+        "examples": table.num_rows,
+        "random_next_rate": pc.mean(pc.cast(table["next_sentence_label"], "float64")).as_py(),
+        "mean_length": pc.mean(lengths).as_py(),
+        "tokens": pc.sum(lengths).as_py(),
+    }

@@ -1,0 +1,323 @@
+"""The fine-tuning recipe: unprepared CSVs with only flags, multi-label, regression, random init, HF-style outputs."""
+
+import csv
+import json
+import os
+import random
+
+import pytest
+import torch
+
+from glm_hf import GLMForPreTraining
+from glm_hf.finetuning import main as finetune
+
+FAST_FLAGS = [
+    "--max_seq_length",
+    "48",
+    "--per_device_train_batch_size",
+    "16",
+    "--per_device_eval_batch_size",
+    "32",
+    "--report_to",
+    "none",
+    "--save_strategy",
+    "no",
+    "--logging_steps",
+    "2",
+    "--dataloader_pin_memory",
+    "False",
+    "--seed",
+    "0",
+]
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A (randomly initialised) GLMForPreTraining folder, as the pretraining recipe leaves it."""
+    from transformers import AutoTokenizer
+
+    from glm_hf import GLMConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    folder = tmp_path_factory.mktemp("pretrain")
+    torch.manual_seed(0)
+    config = GLMConfig.from_size(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id
+    )
+    GLMForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def _write_csv(path, header, rows):
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return str(path)
+
+
+def _synthetic_reviews(n, seed=0):
+    """Separable reviews: the label is which of 好/差 the text holds, among filler characters."""
+    rng = random.Random(seed)
+    filler = list("这个东西房间服务质量价格速度包装酒店书电脑")
+    rows = []
+    for i in range(n):
+        positive = i % 2 == 0
+        words = rng.sample(filler, 6)
+        words.insert(rng.randrange(7), "好" if positive else "差")
+        rows.append((f"r{i}", "".join(words), "好评" if positive else "差评", rng.choice([3, 4, 5])))
+    return rows
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_unprepared_csv_with_only_flags(tmp_path, pretrained_dir):
+    """A CSV with its own column names and string labels, no validation/test files: carved out, trained, scored."""
+    data = _write_csv(tmp_path / "my_reviews.csv", ["id", "review", "sentiment", "stars"], _synthetic_reviews(400))
+    output_dir = tmp_path / "out"
+    metrics = finetune(
+        [
+            "--model_name_or_path",
+            pretrained_dir,
+            "--train_file",
+            data,
+            "--text_column_names",
+            "review",
+            "--label_column_name",
+            "sentiment",
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+            "--max_steps",
+            "60",
+            "--learning_rate",
+            "2e-3",
+            "--warmup_steps",
+            "0.1",
+            "--output_dir",
+            str(output_dir),
+            *FAST_FLAGS,
+        ]
+    )
+    files = set(os.listdir(output_dir))
+    assert {
+        "train_results.json",
+        "eval_results.json",
+        "test_results.json",
+        "all_results.json",
+        "trainer_state.json",
+        "predict_results.csv",
+        "confusion_matrix.png",
+        "loss_curve.png",
+        "baseline_results.json",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "modeling_glm.py",
+        "tokenizer.json",
+    } <= files
+
+    test_results = _read(output_dir / "test_results.json")
+    for key in (
+        "test_accuracy",
+        "test_macro_f1",
+        "test_macro_precision",
+        "test_macro_recall",
+        "test_f1_好评",
+        "test_f1_差评",
+        "test_loss",
+        "test_samples",
+    ):
+        assert key in test_results, key
+    assert test_results["test_samples"] == 40  # 10% of 400 held out for test (and 10% of the rest for validation)
+    assert _read(output_dir / "eval_results.json")["eval_samples"] == 36
+    assert test_results["test_accuracy"] >= 0.9, "the tiny model should learn a one-character rule"
+    all_results = _read(output_dir / "all_results.json")
+    assert all_results["test_accuracy"] == test_results["test_accuracy"] == metrics["test_accuracy"]
+    assert "train_loss" in all_results and "baseline_test_accuracy" in all_results
+
+    config = _read(output_dir / "config.json")
+    assert config["id2label"] == {"0": "好评", "1": "差评"} and config["problem_type"] == "single_label_classification"
+
+    with open(output_dir / "predict_results.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["index", "review", "label", "predicted_label", "score", "score_好评", "score_差评"]
+    assert len(rows) == 40
+    accuracy = sum(row["label"] == row["predicted_label"] for row in rows) / len(rows)
+    assert accuracy == pytest.approx(test_results["test_accuracy"])
+    assert float(rows[0]["score_好评"]) + float(rows[0]["score_差评"]) == pytest.approx(1.0, abs=1e-5)
+
+    card = (output_dir / "README.md").read_text(encoding="utf-8")
+    assert "TF-IDF baseline" in card and f"{test_results['test_accuracy']:.4f}".rstrip("0") in card
+    assert "my_reviews.csv" in card and "held out at random" in card
+
+    # The saved folder is a usable text-classification model.
+    from transformers import pipeline
+
+    classifier = pipeline("text-classification", model=str(output_dir))
+    assert classifier("东西好")[0]["label"] in ("好评", "差评")
+
+
+def test_multi_label_json_lines_with_text_pair_and_random_init(tmp_path, tiny_tokenizer_dir):
+    rng = random.Random(1)
+    rows = []
+    for i in range(120):
+        tags = [tag for tag in ("酒店", "服务", "价格") if rng.random() < 0.5]
+        rows.append({"title": f"第{i}条", "body": "".join(tags) or "一般", "tags": tags})
+    for split, part in (("train", rows[:80]), ("dev", rows[80:100]), ("test", rows[100:])):
+        with open(tmp_path / f"{split}.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in part)
+    output_dir = tmp_path / "multi"
+    finetune(
+        [
+            "--model_size",
+            "tiny",
+            "--tokenizer_name",
+            tiny_tokenizer_dir,
+            "--train_file",
+            str(tmp_path / "train.jsonl"),
+            "--validation_file",
+            str(tmp_path / "dev.jsonl"),
+            "--test_file",
+            str(tmp_path / "test.jsonl"),
+            "--text_column_names",
+            "title,body",
+            "--label_column_name",
+            "tags",
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+            "--max_steps",
+            "6",
+            "--output_dir",
+            str(output_dir),
+            *FAST_FLAGS,
+        ]
+    )
+    config = _read(output_dir / "config.json")
+    assert config["problem_type"] == "multi_label_classification"
+    assert sorted(config["label2id"]) == ["价格", "服务", "酒店"]
+    test_results = _read(output_dir / "test_results.json")
+    assert {"test_accuracy", "test_micro_f1", "test_macro_f1", "test_f1_酒店"} <= test_results.keys()
+    with open(output_dir / "predict_results.csv", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header == ["index", "title", "body", "label", "predicted_labels", "score_价格", "score_服务", "score_酒店"]
+    card = (output_dir / "README.md").read_text(encoding="utf-8")
+    assert "random initialisation" in card and "micro-F1" in card
+
+
+def test_regression_from_float_labels(tmp_path, pretrained_dir):
+    rows = [(text, float(stars) + 0.5) for _, text, _, stars in _synthetic_reviews(60)]
+    train = _write_csv(tmp_path / "train.csv", ["text", "score"], rows[:40])
+    test = _write_csv(tmp_path / "test.csv", ["text", "score"], rows[40:])
+    output_dir = tmp_path / "reg"
+    finetune(
+        [
+            "--model_name_or_path",
+            pretrained_dir,
+            "--train_file",
+            train,
+            "--test_file",
+            test,
+            "--label_column_name",
+            "score",
+            "--do_train",
+            "--do_predict",
+            "--max_steps",
+            "4",
+            "--output_dir",
+            str(output_dir),
+            *FAST_FLAGS,
+        ]
+    )
+    config = _read(output_dir / "config.json")
+    assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
+    test_results = _read(output_dir / "test_results.json")
+    assert {"test_mse", "test_pearsonr"} <= test_results.keys()
+    assert "baseline_test_mse" in _read(output_dir / "all_results.json")
+    with open(output_dir / "predict_results.csv", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    assert header == ["index", "text", "label", "prediction"]
+
+
+def test_pretrained_encoder_weights_are_used(tmp_path, pretrained_dir):
+    """Fine-tuning from a pretraining folder starts from its encoder, with a new classifier head."""
+    from transformers import AutoTokenizer
+
+    from glm_hf.finetuning import ModelArguments, TaskSpec, build_config_and_model
+
+    tokenizer = AutoTokenizer.from_pretrained(pretrained_dir)
+    task = TaskSpec(["text"], "label", "single_label_classification", ["neg", "pos"])
+    _, model, label2id = build_config_and_model(ModelArguments(model_name_or_path=pretrained_dir), task, tokenizer, 48)
+    pretrained = GLMForPreTraining.from_pretrained(pretrained_dir)
+    name = "glm.encoder.layer.1.attention.self.query.weight"
+    assert torch.equal(model.state_dict()[name], pretrained.state_dict()[name])
+    assert label2id == {"neg": 0, "pos": 1} and model.config.id2label == {0: "neg", 1: "pos"}
+
+
+def test_clear_errors(tmp_path, pretrained_dir):
+    data = _write_csv(
+        tmp_path / "d.csv", ["review", "sentiment"], [(f"文本{i}", "好" if i % 2 else "差") for i in range(20)]
+    )
+    base = [
+        "--model_name_or_path",
+        pretrained_dir,
+        "--train_file",
+        data,
+        "--do_train",
+        "--output_dir",
+        str(tmp_path / "o"),
+        *FAST_FLAGS,
+    ]
+    with pytest.raises(ValueError, match=r"label_column_name='stars' is not a column .*\['review', 'sentiment'\]"):
+        finetune(base + ["--text_column_names", "review", "--label_column_name", "stars"])
+    with pytest.raises(ValueError, match=r"no default text column found; columns are \['review2'"):
+        finetune(
+            [
+                "--model_name_or_path",
+                pretrained_dir,
+                "--do_train",
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--train_file",
+                _write_csv(tmp_path / "e.csv", ["review2", "label"], [("a", 1), ("b", 0)]),
+            ]
+        )
+    with pytest.raises(ValueError, match="train_file must end with one of"):
+        finetune(["--train_file", str(tmp_path / "d.xlsx"), "--do_train", "--output_dir", str(tmp_path / "o")])
+    unseen = _write_csv(tmp_path / "t.csv", ["review", "sentiment"], [("文本", "中")])
+    with pytest.raises(ValueError, match=r"label '中' in the test split is not among the training labels"):
+        finetune(
+            base
+            + [
+                "--text_column_names",
+                "review",
+                "--label_column_name",
+                "sentiment",
+                "--test_file",
+                unseen,
+                "--do_predict",
+            ]
+        )
+    with pytest.raises(ValueError, match="model_size must be one of"):
+        finetune(
+            [
+                "--model_size",
+                "huge",
+                "--tokenizer_name",
+                pretrained_dir,
+                "--train_file",
+                data,
+                "--do_train",
+                "--text_column_names",
+                "review",
+                "--label_column_name",
+                "sentiment",
+                "--output_dir",
+                str(tmp_path / "o"),
+            ]
+        )
