@@ -105,7 +105,7 @@ class BenchmarkArguments:
     rounds: int = field(default=3, metadata={"help": "Timed rounds per row (fewer if the time budget says so)."})
     batches_per_round: int = field(default=3, metadata={"help": "Batches per round (1 at the base shape)."})
     time_budget: float = field(
-        default=330.0,
+        default=300.0,
         metadata={"help": "Seconds for all timed rows; a row that would not fit is shortened, or skipped if even "
                   "one warm-up step would not fit (the table says so)."},
     )
@@ -357,17 +357,24 @@ def useful_flops(batch: dict, fields: dict, task: str) -> float:
     return float(forward)
 
 
+def _seconds(operation) -> float:
+    start = time.perf_counter()
+    operation()
+    return time.perf_counter() - start
+
+
 def matmul_peak(dtype: torch.dtype, size: int, repeats: int = 2) -> float:
-    """FLOP/s of the faster of ``torch.mm`` and ``F.linear`` on a size x size by size x size product (best of runs)."""
+    """FLOP/s of the faster of ``torch.mm`` and ``F.linear`` on a size x size by size x size product (best of runs;
+    only the faster one is repeated: in bf16 without hardware support one of them can be 10x slower)."""
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
-    best = float("inf")
-    for operation in (lambda: torch.mm(a, b), lambda: F.linear(a, b)):
-        operation()
-        for _ in range(repeats):
-            start = time.perf_counter()
-            operation()
-            best = min(best, time.perf_counter() - start)
+    operations = (lambda: torch.mm(a, b), lambda: F.linear(a, b))
+    first = []
+    for operation in operations:
+        operation()  # first call: kernel selection
+        first.append(_seconds(operation))
+    fastest = operations[first.index(min(first))]
+    best = min([min(first)] + [_seconds(fastest) for _ in range(repeats)])
     return 2 * size**3 / best
 
 
@@ -382,8 +389,8 @@ class PeakMeter:
         dtype = DTYPES[dtype_name]
         if dtype_name not in self.sizes:
             # As large as keeps one product under ~0.3 s: bf16 without hardware support can be 100x slower.
-            size = 512
-            while size < 2048 and 2 * (2 * size) ** 3 / matmul_peak(dtype, size, repeats=1) < 0.3:
+            size = 256
+            while size < 2048 and 2 * (2 * size) ** 3 / matmul_peak(dtype, size, repeats=0) < 0.3:
                 size *= 2
             self.sizes[dtype_name] = size
         value = matmul_peak(dtype, self.sizes[dtype_name])
@@ -405,6 +412,7 @@ class Row:
     task: str
     dtype: str
     status: str = "ok"  # or why the row was skipped
+    slow_dtype: bool = False  # bf16 without hardware support: no warm-up, one batch, no memory measurement
     warmup_seconds: float | None = None
     rounds: int = 0
     batches_per_round: int = 0
@@ -426,8 +434,11 @@ class Row:
     ours_step_seconds: list[float] = field(default_factory=list)
 
 
-def time_row(row: Row, peer, ours, batches: list[dict], fields: dict, budget: float, workdir: str) -> None:
-    """Interleaved timing of one (shape, task, dtype) row; fills ``row``."""
+def time_row(
+    row: Row, peer, ours, batches: list[dict], fields: dict, budget: float, workdir: str, warm_up: bool = True
+) -> None:
+    """Interleaved timing of one (shape, task, dtype) row; fills ``row``. ``warm_up=False``: the first batch is
+    timed too (for bf16 without hardware support, whose one-time costs recur with every new batch shape anyway)."""
     dtype = DTYPES[row.dtype]
     load_start = os.getloadavg()[0]
     if row.task == "pretraining":
@@ -441,17 +452,20 @@ def time_row(row: Row, peer, ours, batches: list[dict], fields: dict, budget: fl
             inference_step(model, batch, dtype)
 
     models = {"peer": peer, "ours": ours}
-    warmup, timed = batches[0], batches[1:]
-    warmup_seconds = 0.0
-    for side in ("peer", "ours"):
-        start = time.perf_counter()
-        step(side, models[side], warmup)
-        warmup_seconds += time.perf_counter() - start
-    row.warmup_seconds = round(warmup_seconds, 3)
-    # What fits the budget: a batch costs about (its tokens / warm-up tokens) x the warm-up time of the two sides.
-    seconds_per_token = warmup_seconds / max(real_tokens(warmup), 1)
-    per_batch = seconds_per_token * statistics.mean(real_tokens(b) for b in timed)
-    fitting = int((budget - warmup_seconds) // max(per_batch, 1e-9))
+    if warm_up:
+        warmup, timed = batches[0], batches[1:]
+        warmup_seconds = 0.0
+        for side in ("peer", "ours"):
+            start = time.perf_counter()
+            step(side, models[side], warmup)
+            warmup_seconds += time.perf_counter() - start
+        row.warmup_seconds = round(warmup_seconds, 3)
+        # What fits the budget: a batch costs about (its tokens / warm-up tokens) x the warm-up time of both sides.
+        seconds_per_token = warmup_seconds / max(real_tokens(warmup), 1)
+        per_batch = seconds_per_token * statistics.mean(real_tokens(b) for b in timed)
+        fitting = int((budget - warmup_seconds) // max(per_batch, 1e-9))
+    else:
+        timed, fitting = batches[1:], 1
     timed = timed[: max(1, min(len(timed), fitting))]
     rounds = max(1, min(row.rounds, fitting // len(timed)))
     row.rounds, row.batches_per_round = rounds, len(timed)
@@ -530,8 +544,9 @@ def memory_worker(spec_path: str) -> int:
         dtype = DTYPES[job["dtype"]]
         if job["task"] == "pretraining":
             optimizer = optimizer_cls(model.parameters(), **spec["optimizer"]["kwargs"])
-            for _ in range(2):  # the first step allocates the optimizer state; the second runs with it
-                pretraining_step(model, optimizer, batch, dtype)
+            # A first step (on the smallest batch) allocates the optimizer state; the largest then runs with it.
+            pretraining_step(model, optimizer, data[job["batches_key"] + "/smallest"], dtype)
+            pretraining_step(model, optimizer, batch, dtype)
             del optimizer
         else:
             inference_step(model, batch, dtype)
@@ -677,16 +692,36 @@ def run(args: BenchmarkArguments) -> dict:
             # the two matmul peaks, x2 for the extra cost of bf16 without hardware support), else from the useful
             # FLOPs (x3.5 for the peer's padding and full decoder) at 30% of the peak.
             peak = peaks.measure(dtype_name)
+            # bf16 without hardware support (no AMX / AVX512-BF16): slower than fp32, and every new batch shape
+            # pays the kernels' set-up again. Such rows run for the first shape only, one batch, no warm-up.
+            slow_dtype = dtype_name != "fp32" and "fp32" in peaks.samples and peak < peaks.peak("fp32")
             fp32_row = next((r for r in rows if (r.shape, r.task, r.dtype, r.status) == (shape, task, "fp32", "ok")),
                             None)
+            # The least this row costs: the warm-up pair and one timed pair.
+            measured = [r for r in rows if (r.task, r.dtype, r.status) == (task, dtype_name, "ok")]
             if fp32_row is not None and dtype_name != "fp32":
-                estimate = 2 * fp32_row.warmup_seconds * peaks.peak("fp32") / peak
-            else:
-                estimate = 3.5 * useful_flops(batches[0], fields, task) / (0.3 * peak)
-            if not args.quick and estimate > share:
-                row.status = (f"the warm-up steps would take ~{estimate:.0f} s ({dtype_name} matmul peak here "
-                              f"{peak / 1e9:.1f} GFLOP/s), more than this row's {share:.0f} s of --time_budget")
-                log(f"{shape} {task} {dtype_name}: {row.status}")
+                # The same row in fp32, scaled by the two matmul peaks, x3 for bf16's per-shape set-up.
+                pair = statistics.median(p + o for p, o in zip(fp32_row.peer_step_seconds, fp32_row.ours_step_seconds))
+                estimate = (1 if slow_dtype else 2) * 3 * pair * peaks.peak("fp32") / peak
+            elif measured:  # the seconds per useful FLOP of a row of this task and dtype already timed
+                seconds_per_flop = (sum(measured[0].peer_step_seconds) + sum(measured[0].ours_step_seconds)) / (
+                    measured[0].rounds * measured[0].useful_flops_per_round
+                )
+                estimate = 2 * useful_flops(batches[-1], fields, task) * seconds_per_flop
+            else:  # the useful FLOPs (x3.5 for the peer's padding and full decoder) at 30% of the peak
+                estimate = 2 * 3.5 * useful_flops(batches[0], fields, task) / (0.3 * peak)
+            reason = None
+            if slow_dtype and not args.quick and shape != args.shape_list[0]:
+                reason = (f"{dtype_name} is slower than fp32 on this CPU (matmul peak {peak / 1e9:.1f} vs "
+                          f"{peaks.peak('fp32') / 1e9:.1f} GFLOP/s: no AMX / AVX512-BF16); timed for the first shape only")
+            elif not args.quick and budget_left <= 0:
+                reason = "no time left in --time_budget"
+            elif not args.quick and estimate > share:
+                reason = (f"estimated ~{estimate:.0f} s ({dtype_name} matmul peak here {peak / 1e9:.1f} GFLOP/s), "
+                          f"more than this row's {share:.0f} s of --time_budget")
+            if reason:
+                row.status = reason
+                log(f"{shape} {task} {dtype_name}: skipped: {reason}")
                 rows.append(row)
                 continue
             peer, ours = build_models(task, fields, args.seed)
@@ -696,7 +731,8 @@ def run(args: BenchmarkArguments) -> dict:
                     f"{'|loss BERT - loss GLM|' if task == 'pretraining' else 'max |logits BERT - logits GLM|'}"
                     f" = {checks[(shape, task)]:.2e}")
             section_start = time.perf_counter()
-            time_row(row, peer, ours, batches, fields, share, workdir)
+            time_row(row, peer, ours, batches, fields, share, workdir, warm_up=not slow_dtype)
+            row.slow_dtype = slow_dtype
             budget_left -= time.perf_counter() - section_start
             peaks.measure(dtype_name)
             log(f"{shape} {task} {dtype_name}: BERT {row.peer_tokens_per_s:,.0f} tok/s, GLM "
@@ -715,10 +751,11 @@ def run(args: BenchmarkArguments) -> dict:
         if args.measure_memory:
             jobs, largest = [], {}
             for row in rows:
-                if row.status != "ok":
+                if row.status != "ok" or row.slow_dtype:
                     continue
                 key = f"{row.shape}/{row.task}"
                 largest[key] = max(data[(row.shape, row.task)], key=lambda b: b["input_ids"].numel())
+                largest[key + "/smallest"] = data[(row.shape, row.task)][0]
                 fields = architecture(row.shape, len(tokenizer), tokenizer.pad_token_id)
                 jobs.append({"shape": row.shape, "task": row.task, "dtype": row.dtype, "fields": fields,
                              "batches_key": key})
@@ -728,7 +765,7 @@ def run(args: BenchmarkArguments) -> dict:
                                                              for k, v in optimizer_kwargs.items()}}
             memory = measure_memory(jobs, largest, args.threads, workdir, optimizer)
             for row in rows:
-                if row.status == "ok":
+                if row.status == "ok" and not row.slow_dtype:
                     row.peer_peak_memory_mb = memory[("peer", row.shape, row.task, row.dtype)]
                     row.ours_peak_memory_mb = memory[("ours", row.shape, row.task, row.dtype)]
                     row.memory_ratio = row.ours_peak_memory_mb / row.peer_peak_memory_mb
@@ -806,6 +843,10 @@ def print_report(result: dict) -> None:
         value = result[f"{task}_speed_ratio"]
         print(f"  {task:<12} speed-up {'-' if value is None else f'{value:.2f}x'} (real tokens/s)")
     print("Same-dtype speed-ups (fp32 vs fp32, bf16 vs bf16) are the rows above.")
+    slow = sorted({r["dtype"] for r in result["rows"] if r["slow_dtype"]})
+    if slow:
+        print(f"{', '.join(slow)} rows: this CPU has no hardware for it (slower than fp32), so they run one batch per "
+              "side without warm-up (each new batch shape pays the kernels' set-up again anyway) and no memory run.")
     peaks = ", ".join(f"{d} {v['median'] / 1e9:.1f} GFLOP/s ({v['size']}x{v['size']})"
                       for d, v in result["matmul_peak_flops"].items())
     print(f"Matmul peak measured in this run: {peaks}")

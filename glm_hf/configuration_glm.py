@@ -21,10 +21,16 @@ class GLMConfig(PreTrainedConfig):
     The fields are BERT's, so a ``BertConfig`` maps onto it one to one (see ``glm_hf.convert_bert``). Two fields are
     GLM's own and only change speed, never the function computed:
 
-    - ``unpad_inputs``: run the encoder's dense layers on the real (non-padding) tokens only.
-    - ``sparse_prediction``: when MLM ``labels`` are given, run the MLM decoder only on the positions with a label;
-      the returned logits are then of shape ``(num_labelled_tokens, vocab_size)`` in the order of
-      ``labels[labels != -100]``. Without labels the logits always cover every position.
+    - ``unpad_inputs``: run the embeddings and the encoder's dense layers on the real (non-padding) tokens only, and
+      (sdpa/eager attention) attention in groups of sequences of similar length; padding positions of
+      ``last_hidden_state`` are zeros.
+    - ``sparse_prediction``: when MLM ``labels`` are given, run the MLM head only on the positions with a label (and
+      the last layer's queries and feed-forward only on those and [CLS]); the returned logits are then of shape
+      ``(num_labelled_tokens, vocab_size)`` in the order of ``labels[labels != -100]``. Without labels the logits
+      always cover every position.
+
+    Sequence classification always runs the last layer's queries and feed-forward for [CLS] only (the pooler reads
+    nothing else), unless hidden states or attentions are asked for.
 
     Example:
 

@@ -99,8 +99,12 @@ class TokenizerTrainingArguments:
 
 
 def build_wordpiece_trainer_pipeline(lowercase: bool = True):
-    """An untrained ``tokenizers.Tokenizer`` with BERT's normalizer, pre-tokenizer, post-processor and decoder."""
-    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    """An untrained ``tokenizers.Tokenizer`` with BERT's normalizer, pre-tokenizer and decoder.
+
+    The [CLS]/[SEP] template comes from ``BertTokenizer`` once the trained vocabulary is wrapped in one
+    (:func:`to_bert_tokenizer`).
+    """
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import WordPiece
 
     tokenizer = Tokenizer(WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
