@@ -92,7 +92,7 @@ def flatten(mapping: Mapping, prefix: str = "") -> list[tuple[str, object]]:
 
 
 def hyperparameter_rows(training_args: Mapping) -> list[tuple[str, str]]:
-    """The training-relevant entries of ``TrainingArguments.to_dict()``, plus every key that is not one of its fields."""
+    """The training-relevant entries of ``TrainingArguments.to_dict()``, plus every key that is not its field."""
     rows = [(key, training_args[key]) for key in HYPERPARAMETER_KEYS if key in training_args]
     rows += [(key, value) for key, value in training_args.items() if key not in _TRAINING_ARGUMENT_FIELDS]
     seen, unique = set(), []

@@ -508,7 +508,7 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
             if key in ("eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy")
         )
         + " on held-out pretraining text.",
-        "Compute: " + ", ".join(f"{name} {value:.1f} min" for name, value in minutes.items()) + " (CPU).",
+        "Compute: " + ", ".join(f"{name} {value:.1f} min" for name, value in minutes.items()) + " (wall clock).",
     ]
     if summary["quick_mode"]:
         notes.insert(
