@@ -211,7 +211,9 @@ def test_killed_run_resumes_from_its_last_checkpoint_to_the_same_state(corpus_di
     uninterrupted = load_file(os.path.join(tmp_path / "uninterrupted", "model.safetensors"))
     resumed = load_file(os.path.join(tmp_path / "resumed", "model.safetensors"))
     max_weight_difference = max((uninterrupted[k] - resumed[k]).abs().max().item() for k in uninterrupted)
-    assert max_weight_difference < 1e-6
+    # Same state up to fp32 round-off: the in-process and subprocess runs may order float reductions differently
+    # (seen: 1.4e-6 on a loaded machine); a skipped or repeated step at lr 3e-3 moves weights by ~1e-3.
+    assert max_weight_difference < 1e-5
     one, two = logged_losses(tmp_path / "uninterrupted"), logged_losses(tmp_path / "resumed")
     assert sorted(two) == list(range(1, 9))
     assert max(abs(one[step] - two[step]) for step in range(4, 9)) < 1e-6  # steps 4-8 were run after the resume
