@@ -47,7 +47,8 @@ Definitions
     lookups, LayerNorm, activations, softmax, dropout, loss and optimizer are not counted. The same count is used for
     both sides (the peer also computes padding and the full-vocabulary decoder: useful to nobody).
     MFU = useful FLOP/s / matmul peak. Matmul peak: the best of ``torch.mm`` and ``F.linear`` on an n x n by n x n
-    product in the same dtype, timed in this run between the rows (median of those timings).
+    product (n = 2048, smaller where one product would take over a second) in the same dtype, timed right before and
+    after each row (their mean is that row's peak: the load of a shared machine drifts).
     Peak memory: each side runs in its own fresh process (``memory-worker``) the largest batch of each row (training:
     after one step on the smallest batch, which allocates the optimizer state), with
     glibc's mmap threshold at 64 KiB so that freed tensors leave the resident set at once; reported is the peak
@@ -112,9 +113,9 @@ class BenchmarkArguments:
     base_pretrain_batch_size: int = field(default=8, metadata={"help": "Pretraining batch size at the base shape."})
     base_inference_batch_size: int = field(default=16, metadata={"help": "Classification batch size at base shape."})
     rounds: int = field(default=3, metadata={"help": "Timed rounds per row (fewer if the time budget says so)."})
-    batches_per_round: int = field(default=3, metadata={"help": "Batches per round (1 at the base shape)."})
+    batches_per_round: int = field(default=3, metadata={"help": "Batches per round (at most 2 at the base shape)."})
     time_budget: float = field(
-        default=420.0,
+        default=360.0,
         metadata={"help": "Seconds for all timed rows; a row that would not fit is shortened, or skipped if even "
                   "one warm-up step would not fit (the table says so)."},
     )
@@ -372,37 +373,40 @@ def _seconds(operation) -> float:
     return time.perf_counter() - start
 
 
-def matmul_peak(dtype: torch.dtype, size: int, repeats: int = 2) -> float:
-    """FLOP/s of the faster of ``torch.mm`` and ``F.linear`` on a size x size by size x size product (best of runs;
-    only the faster one is repeated: in bf16 without hardware support one of them can be 10x slower)."""
+MATMULS = {"torch.mm": torch.mm, "F.linear": F.linear}
+
+
+def matmul_flops(name: str, dtype: torch.dtype, size: int, repeats: int = 2) -> float:
+    """FLOP/s of ``MATMULS[name]`` on a size x size by size x size product in ``dtype`` (best of ``repeats``)."""
     a = torch.randn(size, size).to(dtype)
     b = torch.randn(size, size).to(dtype)
-    operations = (lambda: torch.mm(a, b), lambda: F.linear(a, b))
-    first = []
-    for operation in operations:
-        operation()  # first call: kernel selection
-        first.append(_seconds(operation))
-    fastest = operations[first.index(min(first))]
-    best = min([min(first)] + [_seconds(fastest) for _ in range(repeats)])
-    return 2 * size**3 / best
+    operation = MATMULS[name]
+    operation(a, b)  # first call: kernel selection
+    return 2 * size**3 / min(_seconds(lambda: operation(a, b)) for _ in range(max(repeats, 1)))
 
 
 class PeakMeter:
-    """Matmul peak per dtype, measured repeatedly between the rows; the median is reported."""
+    """Matmul peak per dtype, measured repeatedly during the run (before and after every row).
+
+    The faster of ``torch.mm`` and ``F.linear`` (chosen on a small product: in bf16 without hardware support one of
+    them can be 10-100x slower), on an n x n product with n = 2048, or smaller while one product would take over a
+    second.
+    """
 
     def __init__(self):
         self.samples: dict[str, list[float]] = {}
         self.sizes: dict[str, int] = {}
+        self.operations: dict[str, str] = {}
 
     def measure(self, dtype_name: str) -> float:
         dtype = DTYPES[dtype_name]
         if dtype_name not in self.sizes:
-            # As large as keeps one product under ~0.3 s: bf16 without hardware support can be 100x slower.
+            self.operations[dtype_name] = max(MATMULS, key=lambda name: matmul_flops(name, dtype, 256, repeats=1))
             size = 256
-            while size < 2048 and 2 * (2 * size) ** 3 / matmul_peak(dtype, size, repeats=0) < 0.3:
+            while size < 2048 and 2 * (2 * size) ** 3 / matmul_flops(self.operations[dtype_name], dtype, size, 1) < 1.0:
                 size *= 2
             self.sizes[dtype_name] = size
-        value = matmul_peak(dtype, self.sizes[dtype_name])
+        value = matmul_flops(self.operations[dtype_name], dtype, self.sizes[dtype_name])
         self.samples.setdefault(dtype_name, []).append(value)
         return value
 
@@ -431,6 +435,7 @@ class Row:
     speed_ratio: float | None = None
     cpu_time_ratio: float | None = None
     useful_flops_per_round: float = 0.0
+    matmul_peak_flops: float | None = None  # mean of the peaks measured right before and after the row
     peer_useful_flops_per_s: float | None = None
     ours_useful_flops_per_s: float | None = None
     peer_mfu: float | None = None
@@ -675,7 +680,7 @@ def run(args: BenchmarkArguments) -> dict:
         # Batches: batches_per_round timed + 1 warm-up (the smallest, first) per task and shape.
         data: dict[tuple[str, str], list[dict]] = {}
         for shape in args.shape_list:
-            per_round = 1 if shape == "base" else args.batches_per_round
+            per_round = min(2, args.batches_per_round) if shape == "base" else args.batches_per_round
             pt_size = args.base_pretrain_batch_size if shape == "base" else args.pretrain_batch_size
             inf_size = args.base_inference_batch_size if shape == "base" else args.inference_batch_size
             log(f"{shape}: collating {per_round + 1} pretraining batches of {pt_size} and {per_round + 1} "
@@ -700,7 +705,7 @@ def run(args: BenchmarkArguments) -> dict:
             # The warm-up steps (one per side) must fit: estimated from the same row in fp32 when it ran (scaled by
             # the two matmul peaks, x2 for the extra cost of bf16 without hardware support), else from the useful
             # FLOPs (x3.5 for the peer's padding and full decoder) at 30% of the peak.
-            peak = peaks.measure(dtype_name)
+            peak = peak_before = peaks.measure(dtype_name)
             # bf16 without hardware support (no AMX / AVX512-BF16): slower than fp32, and every new batch shape
             # pays the kernels' set-up again. Such rows run for the first shape only, one batch, no warm-up.
             slow_dtype = dtype_name != "fp32" and "fp32" in peaks.samples and peak < peaks.peak("fp32")
@@ -743,7 +748,8 @@ def run(args: BenchmarkArguments) -> dict:
             time_row(row, peer, ours, batches, fields, share, workdir, warm_up=not slow_dtype)
             row.slow_dtype = slow_dtype
             budget_left -= time.perf_counter() - section_start
-            peaks.measure(dtype_name)
+            # This row's MFU is against the peak measured right before and after it: the load drifts during a run.
+            row.matmul_peak_flops = (peak_before + peaks.measure(dtype_name)) / 2
             log(f"{shape} {task} {dtype_name}: BERT {row.peer_tokens_per_s:,.0f} tok/s, GLM "
                 f"{row.ours_tokens_per_s:,.0f} tok/s, speed-up {row.speed_ratio:.2f}x "
                 f"({row.rounds} rounds x {row.batches_per_round} batches, load {row.load_average})")
@@ -753,9 +759,8 @@ def run(args: BenchmarkArguments) -> dict:
 
         for row in rows:
             if row.status == "ok":
-                peak = peaks.peak(row.dtype)
-                row.peer_mfu = row.peer_useful_flops_per_s / peak
-                row.ours_mfu = row.ours_useful_flops_per_s / peak
+                row.peer_mfu = row.peer_useful_flops_per_s / row.matmul_peak_flops
+                row.ours_mfu = row.ours_useful_flops_per_s / row.matmul_peak_flops
 
         if args.measure_memory:
             jobs, largest = [], {}
@@ -813,8 +818,8 @@ def run(args: BenchmarkArguments) -> dict:
         "same_dtype_ratios": {
             f"{r.shape}/{r.dtype}/{r.task}": r.speed_ratio for r in rows if r.status == "ok"
         },
-        "matmul_peak_flops": {d: {"median": peaks.peak(d), "samples": peaks.samples[d], "size": peaks.sizes[d]}
-                              for d in peaks.samples},
+        "matmul_peak_flops": {d: {"median": peaks.peak(d), "samples": peaks.samples[d], "size": peaks.sizes[d],
+                                  "operation": peaks.operations[d]} for d in peaks.samples},
         "same_function_check": {f"{s}/{t}": v for (s, t), v in checks.items()},
         "rows": [asdict(r) for r in rows],
         "table": table,
@@ -828,7 +833,8 @@ def run(args: BenchmarkArguments) -> dict:
             "useful_flops": "matmul FLOPs needed on real tokens only: layers on real tokens, attention within each "
                             "sequence, last layer's queries/FFN only for [CLS] and masked tokens, MLM head on "
                             "masked tokens only; backward = 2x forward; same count for both sides",
-            "mfu": "useful FLOP/s / median measured matmul peak (best of torch.mm and F.linear, n x n, same dtype)",
+            "mfu": "useful FLOP/s / matmul peak measured right before and after the row (best of torch.mm and "
+                   "F.linear, n x n, same dtype)",
             "peak_memory_mb": "peak RSS above the pre-model baseline in a fresh process per side, largest batch, "
                               "glibc mmap threshold 64 KiB",
             "pretraining_step": "forward (+autocast), backward, clip_grad_norm_(1.0), Trainer's default AdamW step, "
@@ -856,7 +862,7 @@ def print_report(result: dict) -> None:
     if slow:
         print(f"{', '.join(slow)} rows: this CPU has no hardware for it (slower than fp32), so they run one batch per "
               "side without warm-up (each new batch shape pays the kernels' set-up again anyway) and no memory run.")
-    peaks = ", ".join(f"{d} {v['median'] / 1e9:.1f} GFLOP/s ({v['size']}x{v['size']})"
+    peaks = ", ".join(f"{d} {v['median'] / 1e9:.1f} GFLOP/s (median; {v['operation']}, {v['size']}x{v['size']})"
                       for d, v in result["matmul_peak_flops"].items())
     print(f"Matmul peak measured in this run: {peaks}")
     checks = ", ".join(f"{k} {v:.1e}" for k, v in result["same_function_check"].items())

@@ -159,15 +159,17 @@ class Stage:
     argv: list[str]
     upstream: list[str] = field(default_factory=list)
     resumable: bool = False  # a Trainer stage: keep a half-done folder and resume from its last checkpoint
+    data_version: str = ""  # changes when the embedded data (its cleaning or split) changes
 
     def fingerprint(self, records: dict[str, dict]) -> str:
-        """Changes when this stage's argv or any upstream result changes."""
+        """Changes when this stage's argv, the embedded data or any upstream result changes."""
         from . import __version__
 
         payload = {
             "argv": self.argv,
             "upstream": {name: records.get(name, {}).get("fingerprint") for name in self.upstream},
             "glm_hf": __version__,
+            "data": self.data_version,
         }
         return hashlib.sha1(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
 
@@ -262,7 +264,14 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
 
 
 # -------------------------------------------------------------------------------------------------------- stages
-def build_stages(job_dir: str, settings: JobSettings) -> list[Stage]:
+def embedded_data_version() -> str:
+    """A digest of the sentiment split (sizes per class, cleaning counts, rule): a fix to the data reruns the job."""
+    from .sentiment import sentiment_data_stats
+
+    return hashlib.sha1(json.dumps(sentiment_data_stats(), sort_keys=True).encode("utf-8")).hexdigest()[:16]
+
+
+def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") -> list[Stage]:
     path = lambda name: os.path.join(job_dir, name)  # noqa: E731
     s = settings
     tokenizer_argv = [
@@ -363,7 +372,7 @@ def build_stages(job_dir: str, settings: JobSettings) -> list[Stage]:
         "False",
         *finetune_common,
     ]
-    return [
+    stages = [
         Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", tokenizer_argv),
         Stage(
             "pretrain",
@@ -387,6 +396,9 @@ def build_stages(job_dir: str, settings: JobSettings) -> list[Stage]:
             resumable=True,
         ),
     ]
+    for stage in stages:  # the tokenizer and pretraining corpora hold the sentiment train split too
+        stage.data_version = data_version
+    return stages
 
 
 def _runner(name: str):
@@ -604,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     known: dict[str, dict] = {}
     start = time.perf_counter()
     try:
-        for index, stage in enumerate(build_stages(job_dir, settings), start=1):
+        for index, stage in enumerate(build_stages(job_dir, settings, embedded_data_version()), start=1):
             known[stage.name] = run_stage(stage, job_dir, records, known, _runner(stage.name), index)
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to resume where it stopped.", file=sys.stderr)

@@ -167,7 +167,11 @@ def test_stage_records_skip_redo_and_resume(tmp_path, capsys):
     assert seen == [True] and "resuming" in capsys.readouterr().out
     assert not os.path.exists(os.path.join(job_dir, "pretrain", "checkpoint-5"))  # cleaned once complete
 
-    # An upstream change changes the downstream fingerprint: the downstream stage is redone.
+    # A fix to the embedded data (its digest) or an upstream change changes the fingerprint: the stage is redone.
+    fixed_data = Stage(
+        "pretrain", "test", trainer_stage.argv, upstream=["tokenizer"], resumable=True, data_version="v2"
+    )
+    assert fixed_data.fingerprint(known) != trainer_stage.fingerprint(known)
     assert trainer_stage.fingerprint({"tokenizer": {"fingerprint": "other"}}) != trainer_stage.fingerprint(known)
 
     # An unreadable record counts as never run.
