@@ -46,6 +46,9 @@ Definitions
     prediction head on masked tokens only; pooler, NSP and classifier on [CLS]. Backward = 2x forward. Embedding
     lookups, LayerNorm, activations, softmax, dropout, loss and optimizer are not counted. The same count is used for
     both sides (the peer also computes padding and the full-vocabulary decoder: useful to nobody).
+    Peer FLOPs: the matmul FLOPs the peer computes (every grid position, padding included, in every layer; the MLM
+    head with its full-vocabulary decoder on every position). The table's "FLOPs x" = peer FLOPs / useful FLOPs: the
+    speed-up GLM would get at the peer's FLOP/s; beyond it, GLM has to run faster per FLOP than the peer.
     MFU = useful FLOP/s / matmul peak. Matmul peak: the best of ``torch.mm`` and ``F.linear`` on an n x n by n x n
     product (n = 2048, smaller where one product would take over a second) in the same dtype, timed right before and
     after each row (their mean is that row's peak: the load of a shared machine drifts).
@@ -367,6 +370,25 @@ def useful_flops(batch: dict, fields: dict, task: str) -> float:
     return float(forward)
 
 
+def peer_flops(batch: dict, fields: dict, task: str) -> float:
+    """Matmul FLOPs the peer computes: every layer on every grid position (padding too), attention over the padded
+    grid, the MLM head (transform + full-vocabulary decoder) on every position; training = 3x forward.
+
+    ``peer_flops / useful_flops`` is the speed-up GLM would get at the peer's efficiency per FLOP: the bound on the
+    speed-up from doing less work alone (beyond it, GLM must run its matmuls faster per FLOP than the peer).
+    """
+    hidden, ffn, layers = fields["hidden_size"], fields["intermediate_size"], fields["num_hidden_layers"]
+    vocab = fields["vocab_size"]
+    batch_size, seq_len = batch["attention_mask"].shape
+    positions = batch_size * seq_len
+    forward = layers * (positions * 2 * (4 * hidden * hidden + 2 * hidden * ffn) + 4 * hidden * batch_size * seq_len**2)
+    forward += batch_size * 2 * (hidden * hidden + 2 * hidden)  # pooler + NSP / classifier
+    if task == "pretraining":
+        forward += positions * 2 * (hidden * hidden + hidden * vocab)  # MLM transform + decoder on every position
+        return 3.0 * forward
+    return float(forward)
+
+
 def _seconds(operation) -> float:
     start = time.perf_counter()
     operation()
@@ -435,6 +457,8 @@ class Row:
     speed_ratio: float | None = None
     cpu_time_ratio: float | None = None
     useful_flops_per_round: float = 0.0
+    peer_flops_per_round: float = 0.0
+    flops_ratio: float | None = None  # the peer's matmul FLOPs / useful FLOPs: the speed-up at equal FLOP/s
     matmul_peak_flops: float | None = None  # mean of the peaks measured right before and after the row
     peer_useful_flops_per_s: float | None = None
     ours_useful_flops_per_s: float | None = None
@@ -485,6 +509,8 @@ def time_row(
     row.rounds, row.batches_per_round = rounds, len(timed)
     row.tokens_per_round = sum(real_tokens(b) for b in timed)
     row.useful_flops_per_round = sum(useful_flops(b, fields, row.task) for b in timed)
+    row.peer_flops_per_round = sum(peer_flops(b, fields, row.task) for b in timed)
+    row.flops_ratio = row.peer_flops_per_round / row.useful_flops_per_round
 
     wall = {"peer": [], "ours": []}
     cpu = {"peer": [], "ours": []}
@@ -616,7 +642,7 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 def format_table(rows: list[Row]) -> str:
     header = (
         f"{'shape':<6} {'task':<12} {'dtype':<5} {'BERT tok/s':>10} {'GLM tok/s':>10} {'speed-up':>8} "
-        f"{'BERT MFU':>8} {'GLM MFU':>8} {'BERT MB':>8} {'GLM MB':>8} {'steps':>6}"
+        f"{'FLOPs x':>7} {'BERT MFU':>8} {'GLM MFU':>8} {'BERT MB':>8} {'GLM MB':>8} {'steps':>6}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -626,6 +652,7 @@ def format_table(rows: list[Row]) -> str:
         lines.append(
             f"{r.shape:<6} {r.task:<12} {r.dtype:<5} {_fmt(r.peer_tokens_per_s, ',.0f'):>10} "
             f"{_fmt(r.ours_tokens_per_s, ',.0f'):>10} {_fmt(r.speed_ratio, '.2f', 'x'):>8} "
+            f"{_fmt(r.flops_ratio, '.2f', 'x'):>7} "
             f"{_fmt(None if r.peer_mfu is None else 100 * r.peer_mfu, '.1f', '%'):>8} "
             f"{_fmt(None if r.ours_mfu is None else 100 * r.ours_mfu, '.1f', '%'):>8} "
             f"{_fmt(r.peer_peak_memory_mb, ',.0f'):>8} {_fmt(r.ours_peak_memory_mb, ',.0f'):>8} "
@@ -833,6 +860,8 @@ def run(args: BenchmarkArguments) -> dict:
             "useful_flops": "matmul FLOPs needed on real tokens only: layers on real tokens, attention within each "
                             "sequence, last layer's queries/FFN only for [CLS] and masked tokens, MLM head on "
                             "masked tokens only; backward = 2x forward; same count for both sides",
+            "flops_ratio": "the peer's matmul FLOPs (every grid position, full-vocabulary decoder everywhere, same "
+                           "3x for training) / useful FLOPs: the speed-up GLM gets at the peer's FLOP/s",
             "mfu": "useful FLOP/s / matmul peak measured right before and after the row (best of torch.mm and "
                    "F.linear, n x n, same dtype)",
             "peak_memory_mb": "peak RSS above the pre-model baseline in a fresh process per side, largest batch, "
@@ -877,7 +906,9 @@ def print_report(result: dict) -> None:
     print(f"{env['threads']} threads (OMP_WAIT_POLICY={env['omp_wait_policy']}), CPU {env['cpu']['model']} ({env['cpu']['cpu_capability']}, bf16 hardware flags: "
           f"{', '.join(env['cpu']['bf16_hardware_flags']) or 'none'}); load average {env['load_average_start'][0]:.2f} "
           f"at start, {env['load_average_end'][0]:.2f} at end; {env['seconds']:.0f} s")
-    print("tok/s: real (non-pad) tokens per second, median over rounds. MFU: useful FLOP/s (real tokens only, MLM "
+    print("tok/s: real (non-pad) tokens per second, median over rounds. FLOPs x: the peer's matmul FLOPs (padding, "
+          "full-vocabulary decoder on every position, every query of the last layer) / useful FLOPs -- the speed-up "
+          "GLM gets at BERT's FLOP/s; beyond it GLM must run faster per FLOP than BERT. MFU: useful FLOP/s (real tokens only, MLM "
           "head on masked tokens only, backward = 2x forward) / matmul peak in the same dtype. MB: peak resident "
           "memory above the pre-model baseline, fresh process per side. steps: rounds x batches per side.")
 

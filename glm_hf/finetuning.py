@@ -85,6 +85,13 @@ class ModelArguments:
             "the model is randomly initialised with it."
         },
     )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={
+            "help": "Override config settings of the pretrained or new model, e.g. "
+            "'hidden_dropout_prob=0.1,attention_probs_dropout_prob=0.1'."
+        },
+    )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer folder or Hub id; defaults to --model_name_or_path."}
     )
@@ -481,6 +488,11 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
             pad_token_id=tokenizer.pad_token_id,
             max_position_embeddings=max(512, max_seq_length),
         )
+    if model_args.config_overrides:
+        logger.info("Overriding config: %s", model_args.config_overrides)
+        config.update_from_string(model_args.config_overrides)
+        if hasattr(config, "validate_architecture"):  # GLMConfig: a bad value names the field and what is allowed
+            config.validate_architecture()
 
     # label2id: keep a fine-tuned model's mapping when it covers the same labels, else build it from the data.
     label2id = None
@@ -906,6 +918,8 @@ def write_card(
     )
     if not base_model:
         hyperparameters["initialisation"] = "random"
+    if model_args.config_overrides:
+        hyperparameters["config_overrides"] = model_args.config_overrides
     dataset_name = data_args.dataset_name or os.path.basename(data_args.train_file or data_args.validation_file)
     notes = (
         [

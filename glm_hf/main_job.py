@@ -18,9 +18,9 @@ Re-running resumes: a stage whose completion record (``.stages/<stage>.json``) m
 interrupted Trainer stage resumes from its last checkpoint; anything else half-written is removed and redone. A stage
 whose settings changed (e.g. ``--quick`` then the default) is redone with everything after it.
 
-Budget: the default settings (a ``mini`` GLM, 400 pretraining and 2 x 220 fine-tuning steps of 32 examples) take
-about 25-28 minutes on 2 otherwise idle CPU cores; ``--quick`` (tiny model, few steps, subsets)
-about 2-3 minutes, for smoke tests -- its numbers mean nothing.
+Budget: the default settings (a ``mini`` GLM, 3,000 pretraining steps of 32 sentence pairs of <= 64 tokens, and
+2 x 440 fine-tuning steps of 32 reviews: one epoch) take about 25 minutes on 2 otherwise idle CPU cores; ``--quick``
+(tiny model, few steps, subsets) about 2-3 minutes, for smoke tests -- its numbers mean nothing.
 """
 
 import argparse
@@ -58,18 +58,25 @@ class JobSettings:
     tokenizer_max_documents: int | None = field(
         default=None, metadata={"help": "train the tokenizer on fewer documents"}
     )
-    pretrain_max_seq_length: int = field(default=128, metadata={"help": "tokens per NSP sentence pair"})
-    pretrain_steps: int = field(default=400, metadata={"help": "pretraining optimizer steps"})
+    # Short pairs buy more optimizer steps per minute, and at this budget progress follows the step count.
+    pretrain_max_seq_length: int = field(default=64, metadata={"help": "tokens per NSP sentence pair"})
+    pretrain_steps: int = field(default=3000, metadata={"help": "pretraining optimizer steps"})
     pretrain_batch_size: int = field(default=32, metadata={"help": "sentence pairs per pretraining step"})
     pretrain_learning_rate: float = field(default=1e-3, metadata={"help": "peak pretraining learning rate"})
     pretrain_warmup: float = field(default=0.1, metadata={"help": "pretraining warmup, share of the steps"})
+    # Dropout off: in a run of minutes it only slows learning (as in Geiping & Goldstein 2022, "Cramming"); measured
+    # here, MLM accuracy after 250 / 500 pretraining steps 0.084 / 0.121 without dropout vs 0.048 / 0.106 with 0.1.
+    pretrain_dropout: float = field(default=0.0, metadata={"help": "hidden and attention dropout in pretraining"})
     pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer pairs"})
     pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "pairs in the pretraining evaluation"})
     finetune_max_seq_length: int = field(default=128, metadata={"help": "tokens per review (longer ones are cut)"})
-    finetune_steps: int = field(default=220, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
+    finetune_steps: int = field(default=440, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
     finetune_batch_size: int = field(default=32, metadata={"help": "reviews per fine-tuning step"})
-    finetune_learning_rate: float = field(default=2e-4, metadata={"help": "peak fine-tuning learning rate"})
+    finetune_learning_rate: float = field(default=5e-4, metadata={"help": "peak fine-tuning learning rate"})
     finetune_warmup: float = field(default=0.06, metadata={"help": "fine-tuning warmup, share of the steps"})
+    finetune_dropout: float = field(
+        default=0.0, metadata={"help": "hidden and attention dropout in fine-tuning (one epoch: nothing to regularise)"}
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "fine-tune on fewer reviews"})
     max_eval_samples: int | None = field(default=None, metadata={"help": "fewer validation reviews (baseline's C)"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "score on fewer test reviews"})
@@ -135,6 +142,9 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
     for name in ("pretrain_warmup", "finetune_warmup"):
         if not 0 <= getattr(settings, name) < 1:
             raise ValueError(f"{name} must be a share of the steps in [0, 1), got {getattr(settings, name)}")
+    for name in ("pretrain_dropout", "finetune_dropout"):
+        if not 0 <= getattr(settings, name) < 1:
+            raise ValueError(f"{name} must be a probability in [0, 1), got {getattr(settings, name)}")
     for name in (
         "vocab_size",
         "pretrain_steps",
@@ -320,6 +330,9 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
             "False",  # CPU: nothing to pin to
         ]
 
+    def dropout_overrides(probability: float) -> list[str]:
+        return ["--config_overrides", f"hidden_dropout_prob={probability},attention_probs_dropout_prob={probability}"]
+
     pretrain_argv = [
         "--tokenizer_name",
         path("tokenizer"),
@@ -333,6 +346,7 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         path("pretrain"),
         "--do_train",
         "--do_eval",
+        *dropout_overrides(s.pretrain_dropout),
         *trainer_flags(s.pretrain_steps, s.pretrain_batch_size, s.pretrain_learning_rate, s.pretrain_warmup),
     ]
     if s.pretrain_max_train_samples:
@@ -350,6 +364,7 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         "--shuffle_train_dataset",
         "--shuffle_seed",
         str(s.seed),
+        *dropout_overrides(s.finetune_dropout),
         *trainer_flags(s.finetune_steps, s.finetune_batch_size, s.finetune_learning_rate, s.finetune_warmup),
     ]
     for flag, value in (

@@ -39,6 +39,20 @@ def test_useful_flops_counts_real_tokens_and_masked_positions_only(bench):
     assert bench.useful_flops({"attention_mask": attention_mask}, fields, "inference") == expected
 
 
+def test_peer_flops_count_every_grid_position_and_the_full_decoder(bench):
+    fields = {"hidden_size": 4, "intermediate_size": 8, "num_hidden_layers": 2, "vocab_size": 10}
+    attention_mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])
+    h, f = 4, 8
+    layers = 2 * (8 * 2 * (4 * h * h + 2 * h * f) + 4 * h * 2 * 4 * 4)  # 8 grid positions, 4 x 4 attention
+    heads = 2 * 2 * (h * h + 2 * h)
+    assert bench.peer_flops({"attention_mask": attention_mask}, fields, "inference") == layers + heads
+    mlm = 8 * 2 * (h * h + h * 10)
+    assert bench.peer_flops({"attention_mask": attention_mask}, fields, "pretraining") == 3 * (layers + heads + mlm)
+    labels = torch.tensor([[-100, 5, -100, -100], [-100, -100, -100, -100]])
+    batch = {"attention_mask": attention_mask, "labels": labels}
+    assert bench.peer_flops(batch, fields, "pretraining") > bench.useful_flops(batch, fields, "pretraining")
+
+
 def test_both_sides_get_the_same_weights_and_compute_the_same_function(bench, tiny_tokenizer):
     fields = bench.architecture("tiny", len(tiny_tokenizer), tiny_tokenizer.pad_token_id)
     batch = dict(tiny_tokenizer(["这本书写得非常好。", "质量太差了，不推荐。"], ["推荐。", "差评。"], padding=True,
