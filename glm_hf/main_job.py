@@ -96,10 +96,10 @@ class JobSettings:
             pretrain_max_train_samples=2000,
             pretrain_max_eval_samples=100,
             finetune_max_seq_length=64,
-            finetune_steps=80,
-            finetune_batch_size=16,
-            finetune_learning_rate=2e-3,
-            max_train_samples=2000,
+            finetune_steps=200,
+            finetune_batch_size=32,
+            finetune_learning_rate=1e-3,
+            max_train_samples=6400,
             max_eval_samples=400,
             max_predict_samples=None,
         )
@@ -556,6 +556,8 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
         "fine-tuning max_seq_length": settings.finetune_max_seq_length,
         "warmup (share of steps), then linear decay": f"pretraining {settings.pretrain_warmup:g}, fine-tuning "
         f"{settings.finetune_warmup:g}",
+        "dropout (hidden and attention)": f"pretraining {settings.pretrain_dropout:g}, fine-tuning "
+        f"{settings.finetune_dropout:g}",
         "weight decay": 0.01,
         "optimizer": "AdamW",
         "precision": "fp32 (CPU)",
