@@ -321,3 +321,22 @@ def test_clear_errors(tmp_path, pretrained_dir):
                 str(tmp_path / "o"),
             ]
         )
+
+
+def test_config_overrides_apply_to_pretrained_and_new_models(pretrained_dir, tiny_tokenizer):
+    from glm_hf.finetuning import ModelArguments, TaskSpec, build_config_and_model
+
+    task = TaskSpec(text_columns=["text"], label_column="label", problem_type="single_label_classification",
+                    label_names=["negative", "positive"])
+    overrides = "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.25"
+    for model_args in (
+        ModelArguments(model_name_or_path=str(pretrained_dir), config_overrides=overrides),
+        ModelArguments(model_size="tiny", tokenizer_name=str(pretrained_dir), config_overrides=overrides),
+    ):
+        config, model, _ = build_config_and_model(model_args, task, tiny_tokenizer, max_seq_length=32)
+        assert (config.hidden_dropout_prob, config.attention_probs_dropout_prob) == (0.0, 0.25)
+        assert model.config.attention_probs_dropout_prob == 0.25
+
+    bad = ModelArguments(model_name_or_path=str(pretrained_dir), config_overrides="hidden_dropout_prob=1.5")
+    with pytest.raises(ValueError, match="hidden_dropout_prob"):
+        build_config_and_model(bad, task, tiny_tokenizer, max_seq_length=32)

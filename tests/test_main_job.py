@@ -188,3 +188,18 @@ def test_settings_validation():
         main_job.settings_from_args(parser.parse_args(["--finetune_steps", "0"]))
     quick = main_job.settings_from_args(parser.parse_args(["--quick", "--pretrain_steps", "7"]))
     assert quick.model_size == "tiny" and quick.pretrain_steps == 7
+    with pytest.raises(ValueError, match="pretrain_dropout must be a probability"):
+        main_job.settings_from_args(parser.parse_args(["--pretrain_dropout", "1.5"]))
+
+
+def test_dropout_settings_reach_every_training_stage(tmp_path):
+    settings = main_job.settings_from_args(
+        main_job.build_parser().parse_args(["--pretrain_dropout", "0.05", "--finetune_dropout", "0.2"])
+    )
+    stages = {stage.name: stage.argv for stage in main_job.build_stages(str(tmp_path), settings)}
+    override = lambda argv: argv[argv.index("--config_overrides") + 1]  # noqa: E731
+    assert override(stages["pretrain"]) == "hidden_dropout_prob=0.05,attention_probs_dropout_prob=0.05"
+    # Both fine-tuning runs get the same dropout: only the initialisation differs between them.
+    assert override(stages["finetune"]) == override(stages["finetune_from_scratch"]) == (
+        "hidden_dropout_prob=0.2,attention_probs_dropout_prob=0.2"
+    )
