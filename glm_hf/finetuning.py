@@ -31,22 +31,20 @@ from dataclasses import dataclass, field
 
 import datasets
 import numpy as np
-import transformers
 from datasets import ClassLabel, DatasetDict, Sequence, Value
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .configuration_glm import MODEL_SIZES, GLMConfig
 from .evaluation import build_compute_metrics, decode_logits, save_confusion_matrix, write_json
+from .training_setup import apply_config_overrides, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -206,14 +204,6 @@ class DataTrainingArguments:
         if not columns:
             raise ValueError(f"text_column_names must name at least one column, got {self.text_column_names!r}")
         return columns
-
-
-def parse_args(argv: list[str]) -> tuple[ModelArguments, DataTrainingArguments, TrainingArguments]:
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
-    if len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml")):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return loader(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
 
 
 # --------------------------------------------------------------------------------------------------------- data
@@ -488,11 +478,7 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
             pad_token_id=tokenizer.pad_token_id,
             max_position_embeddings=max(512, max_seq_length),
         )
-    if model_args.config_overrides:
-        logger.info("Overriding config: %s", model_args.config_overrides)
-        config.update_from_string(model_args.config_overrides)
-        if hasattr(config, "validate_architecture"):  # GLMConfig: a bad value names the field and what is allowed
-            config.validate_architecture()
+    apply_config_overrides(config, model_args.config_overrides, logger)
 
     # label2id: keep a fine-tuned model's mapping when it covers the same labels, else build it from the data.
     label2id = None
@@ -622,26 +608,13 @@ class ClassificationTrainer(Trainer):
 def main(argv: list[str] | None = None) -> dict:
     """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    model_args, data_args, training_args = parse_args(argv)
-
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv)
+    setup_logging(training_args, logger)
     logger.info("Training/evaluation parameters %s", training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
 
-    resume_from_checkpoint = training_args.resume_from_checkpoint
-    if resume_from_checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
-        resume_from_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if resume_from_checkpoint is not None:
-            logger.info("Checkpoint detected, resuming training at %s", resume_from_checkpoint)
+    resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
     set_seed(training_args.seed)
 
     # ---- data

@@ -25,7 +25,6 @@ import os
 import sys
 from dataclasses import dataclass, field
 
-import datasets
 import torch
 import transformers
 from torch.nn import functional as F
@@ -33,18 +32,17 @@ from transformers import (
     AutoConfig,
     AutoModelForPreTraining,
     AutoTokenizer,
-    HfArgumentParser,
     Trainer,
     TrainingArguments,
     set_seed,
 )
-from transformers.trainer_utils import get_last_checkpoint
 
 from .collator import DataCollatorForPreTraining, MaskingEpochCallback, mask_dataset
 from .configuration_glm import MODEL_SIZES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, nsp_example_stats, tokenize_documents
+from .training_setup import apply_config_overrides, checkpoint_to_resume, is_args_file, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -360,11 +358,7 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
             config = GLMConfig.from_size(
                 model_args.model_size, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id
             )
-        if model_args.config_overrides:
-            logger.info("Overriding config: %s", model_args.config_overrides)
-            config.update_from_string(model_args.config_overrides)
-            if hasattr(config, "validate_architecture"):
-                config.validate_architecture()
+        apply_config_overrides(config, model_args.config_overrides, logger)
         model = AutoModelForPreTraining.from_config(config, trust_remote_code=model_args.trust_remote_code)
         logger.info("Training a new model from scratch: %.2fM parameters", model.num_parameters() / 1e6)
 
@@ -455,34 +449,11 @@ def cpu_has_bf16_instructions() -> bool | None:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def _is_args_file(argv: list[str]) -> bool:
-    return len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
-
-
-def parse_args(argv: list[str] | None = None):
-    """The three argument dataclasses from command line flags, or from a single .json/.yaml file of them."""
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, TrainingArguments))
-    argv = sys.argv[1:] if argv is None else list(argv)
-    if _is_args_file(argv):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return loader(os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Pretrain; returns the final metrics (train and eval, as in ``all_results.json``)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    model_args, data_args, training_args = parse_args(argv)
-
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv)
+    setup_logging(training_args, logger)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
     logger.warning(
@@ -497,19 +468,12 @@ def main(argv: list[str] | None = None) -> dict:
             "20x slower than fp32 on an AVX2 EPYC. Drop --bf16 on this machine."
         )
     # Without --do_train/--do_eval the command trains, then evaluates; with them, it does what they say.
-    if not _is_args_file(argv) and not {"--do_train", "--do_eval"} & {arg.split("=")[0] for arg in argv}:
+    if not is_args_file(argv) and not {"--do_train", "--do_eval"} & {arg.split("=")[0] for arg in argv}:
         training_args.do_train = training_args.do_eval = True
     # The collator needs columns the model does not take (word_continuation); the datasets hold nothing else.
     training_args.remove_unused_columns = False
 
-    resume_from_checkpoint = training_args.resume_from_checkpoint
-    if resume_from_checkpoint in ("last", "latest", "true", "True"):
-        resume_from_checkpoint = True
-    elif resume_from_checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-        if last_checkpoint is not None:
-            logger.warning("Checkpoint detected, resuming training at %s", last_checkpoint)
-            resume_from_checkpoint = last_checkpoint
+    resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
 
     set_seed(training_args.seed)
 

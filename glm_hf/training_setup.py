@@ -1,0 +1,61 @@
+"""Set-up shared by the Trainer commands (pretraining, fine-tuning), as in transformers' example scripts: arguments
+from flags or one .json/.yaml file, logging, config overrides, and which checkpoint to resume from."""
+
+import logging
+import os
+import sys
+
+import datasets
+import transformers
+from transformers import HfArgumentParser
+from transformers.trainer_utils import get_last_checkpoint
+
+
+def is_args_file(argv: list[str]) -> bool:
+    return len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
+
+
+def parse_args(dataclass_types: tuple, argv: list[str]) -> tuple:
+    """The argument dataclasses from command line flags, or from a single .json/.yaml file of them."""
+    parser = HfArgumentParser(dataclass_types)
+    if is_args_file(argv):
+        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
+        return loader(os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def setup_logging(training_args, logger: logging.Logger) -> None:
+    """Log to stdout at the process's level (quiet on the non-main processes of a multi-process run)."""
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+
+def apply_config_overrides(config, overrides: str | None, logger: logging.Logger) -> None:
+    """``"key=value,..."`` onto ``config``; a GLM config then checks the values (a bad one names its field)."""
+    if not overrides:
+        return
+    logger.info("Overriding config: %s", overrides)
+    config.update_from_string(overrides)
+    if hasattr(config, "validate_architecture"):
+        config.validate_architecture()
+
+
+def checkpoint_to_resume(training_args, logger: logging.Logger):
+    """``--resume_from_checkpoint`` as given (``last``/``latest``/``true``: the newest in output_dir); without it, the
+    newest checkpoint in output_dir when training, so that running the same command again resumes."""
+    resume_from_checkpoint = training_args.resume_from_checkpoint
+    if resume_from_checkpoint in ("last", "latest", "true", "True"):
+        return True
+    if resume_from_checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        if last_checkpoint is not None:
+            logger.warning("Checkpoint detected, resuming training at %s", last_checkpoint)
+            return last_checkpoint
+    return resume_from_checkpoint
