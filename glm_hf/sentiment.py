@@ -62,6 +62,17 @@ def load_sentiment_dataset() -> DatasetDict:
     return DatasetDict({name: Dataset.from_dict(columns, features=features) for name, columns in splits.items()})
 
 
+@lru_cache(maxsize=1)
+def sentiment_data_digest() -> str:
+    """A digest of the cleaned, split data itself: it changes whenever the files, the cleaning or the split change.
+    Cache keys and job fingerprints use it (file sizes and the split rule alone miss a change to the cleaning)."""
+    examples, _ = _clean_examples()
+    digest = hashlib.sha1(SPLIT_RULE.encode("utf-8"))
+    for text, label in examples:
+        digest.update(f"{split_of(text)}\t{label}\t{text}\n".encode("utf-8"))
+    return digest.hexdigest()[:16]
+
+
 def sentiment_data_stats() -> dict:
     """What cleaning removed and the split sizes (per class), for model cards and logs."""
     _, stats = _clean_examples()

@@ -25,3 +25,19 @@ def test_duplicates_and_conflicting_texts_are_removed():
     assert sum(size["total"] for size in stats["split_sizes"].values()) == len(texts)
     assert stats["raw_lines"]["negative"] > stats["unique_texts"]["negative"]
     assert set(dataset["train"].features["label"].names) == {"negative", "positive"}
+
+
+def test_digest_follows_the_cleaned_data(monkeypatch):
+    from glm_hf import sentiment
+
+    digest = sentiment.sentiment_data_digest()
+    assert sentiment.sentiment_data_digest() == digest and len(digest) == 16
+    examples, stats = sentiment._clean_examples()
+    sentiment.sentiment_data_digest.cache_clear()
+    # One text cleaned differently (e.g. a whitespace rule): same sizes, new digest.
+    changed = ((examples[0][0] + "!", examples[0][1]),) + examples[1:]
+    monkeypatch.setattr(sentiment, "_clean_examples", lambda: (changed, stats))
+    try:
+        assert sentiment.sentiment_data_digest() != digest
+    finally:
+        sentiment.sentiment_data_digest.cache_clear()
