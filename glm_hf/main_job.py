@@ -19,7 +19,7 @@ interrupted Trainer stage resumes from its last checkpoint; anything else half-w
 whose settings changed (e.g. ``--quick`` then the default) is redone with everything after it.
 
 Budget: the default settings (a ``mini`` GLM, 3,000 pretraining steps of 32 sentence pairs of <= 64 tokens, and
-2 x 440 fine-tuning steps of 32 reviews: one epoch) took 22.4 minutes on 2 otherwise idle CPU cores; ``--quick``
+2 x 440 fine-tuning steps of 32 reviews: one epoch) took 23 minutes on 2 otherwise idle CPU cores; ``--quick``
 (tiny model, few steps, subsets) under a minute, for smoke tests -- its numbers mean nothing.
 """
 
