@@ -182,6 +182,35 @@ def mask_dataset(
     )
 
 
+def unigram_distribution(token_id_lists, tokenizer) -> np.ndarray:
+    """Relative frequency of each token id in ``token_id_lists`` (special tokens: 0), over ``len(tokenizer)`` ids."""
+    counts = np.zeros(len(tokenizer), dtype=np.float64)
+    for ids in token_id_lists:
+        counts += np.bincount(np.asarray(ids, dtype=np.int64), minlength=len(counts))[: len(counts)]
+    counts[sorted(set(tokenizer.all_special_ids))] = 0
+    if counts.sum() == 0:
+        raise ValueError("the corpus has no token other than special tokens: no unigram distribution to sample from")
+    return counts / counts.sum()
+
+
+class MaskingRateCallback(TrainerCallback):
+    """A linear masking-rate schedule (Ankner et al. 2023: high early, lower late): before each optimizer step the
+    collator's ``mlm_probability`` is set from ``start`` at step 0 to ``end`` at ``max_steps``. The rate is a function
+    of the step alone, so a resumed run masks as the uninterrupted one did."""
+
+    def __init__(self, collator: DataCollatorForPreTraining, start: float, end: float):
+        self.collator, self.start, self.end = collator, start, end
+
+    def rate_at(self, step: int, max_steps: int) -> float:
+        return self.start + (self.end - self.start) * min(1.0, step / max(1, max_steps))
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.collator.mlm_probability = self.rate_at(state.global_step, state.max_steps)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.collator.mlm_probability = self.rate_at(state.global_step, state.max_steps)
+
+
 class MaskingEpochCallback(TrainerCallback):
     """Gives the collator the epoch at the start of each epoch, so every epoch masks examples anew."""
 

@@ -21,14 +21,16 @@ are the same for any ``num_proc`` and batch size, and on every process of a dist
 """
 
 import logging
+from collections import Counter
 
 import numpy as np
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features, List, Value, concatenate_datasets
 from datasets.fingerprint import Hasher
 
 logger = logging.getLogger(__name__)
 
 CLAUSE_MARKS = ("，", "、", "：", ",", ":")
+SENTENCE_TASKS = ("nsp", "sop")
 
 
 def _jieba():
@@ -60,6 +62,7 @@ def word_continuation_flags(text: str, offsets: list[tuple[int, int]], words: li
 
 
 def _tokenize_batch(batch, tokenizer, whole_word_mask: bool):
+    # ``source`` (which corpus a document comes from) is kept: per-corpus sampling weights need it.
     sentences = [s for document in batch["sentences"] for s in document]
     encoded = tokenizer(
         sentences, add_special_tokens=False, return_attention_mask=False, return_offsets_mapping=whole_word_mask
@@ -73,6 +76,8 @@ def _tokenize_batch(batch, tokenizer, whole_word_mask: bool):
             for text, offsets in zip(sentences, encoded["offset_mapping"])
         ]
     output = {"sentence_ids": []}
+    if "source" in batch:
+        output["source"] = batch["source"]
     if whole_word_mask:
         output["sentence_word_continuation"] = []
     position = 0
@@ -100,6 +105,8 @@ def tokenize_documents(
     if whole_word_mask and not getattr(tokenizer, "is_fast", False):
         raise ValueError("whole_word_mask needs a fast tokenizer (offsets mapping); got a slow one")
     features = {"sentence_ids": List(List(Value("int32")))}
+    if "source" in documents.column_names:
+        features["source"] = Value("string")
     if whole_word_mask:
         features["sentence_word_continuation"] = List(List(Value("int8")))
     tokenized = documents.map(
@@ -167,8 +174,14 @@ def document_examples(
     sep_id: int,
     clause_mark_ids: tuple[int, ...],
     seed: int,
+    sentence_task: str = "nsp",
 ) -> list[dict]:
-    """The NSP examples of one document (see the module docstring)."""
+    """The sentence-pair examples of one document (see the module docstring).
+
+    ``sentence_task="sop"`` (ALBERT's sentence-order prediction): B is always the true continuation of A, and with
+    probability 1/2 the two segments are swapped (label 1). Both segments come from one document, so unlike NSP
+    the task cannot be solved by telling topics or corpora apart.
+    """
     rng = np.random.default_rng([seed, document_index])
     max_tokens = max_seq_length - 3  # [CLS] A [SEP] B [SEP]
     target_length = max_tokens
@@ -184,7 +197,7 @@ def document_examples(
         chunk_length += len(sentences[i])
         if i == len(sentences) - 1 or chunk_length >= target_length:
             a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
-            is_random_next = rng.random() < nsp_probability and len(source) > 1
+            is_random_next = sentence_task == "nsp" and rng.random() < nsp_probability and len(source) > 1
             a_sentences = chunk[:a_end]
             tokens_a = [t for s in a_sentences for t in sentences[s]]
             flags_a = [f for s in a_sentences for f in flags[s]] if flags is not None else None
@@ -221,6 +234,8 @@ def document_examples(
 
             if tokens_b:
                 label = 1 if is_random_next else 0
+                if sentence_task == "sop" and rng.random() < 0.5:
+                    tokens_a, tokens_b, flags_a, flags_b, label = tokens_b, tokens_a, flags_b, flags_a, 1
                 _truncate_pair(tokens_a, tokens_b, flags_a, flags_b, max_tokens, rng)
                 if flags is not None:  # a segment cut inside a word starts with a word of its own
                     flags_a[0] = flags_b[0] = 0
@@ -242,11 +257,15 @@ def _nsp_batch(batch, indices, source, options):
     with_flags = "sentence_word_continuation" in batch
     if with_flags:
         columns["word_continuation"] = []
+    if "source" in batch:
+        columns["source"] = []
     for position, document_index in enumerate(indices):
         flags = batch["sentence_word_continuation"][position] if with_flags else None
         for example in document_examples(document_index, batch["sentence_ids"][position], flags, source, **options):
             for key, value in example.items():
                 columns[key].append(value)
+            if "source" in batch:
+                columns["source"].append(batch["source"][position])
     return columns
 
 
@@ -260,11 +279,16 @@ def create_nsp_examples(
     seed: int = 42,
     num_proc: int | None = None,
     load_from_cache_file: bool | None = None,
+    sentence_task: str = "nsp",
 ) -> Dataset:
-    """Sentence-pair examples: ``input_ids``, ``token_type_ids``, ``next_sentence_label`` (+ ``word_continuation``).
+    """Sentence-pair examples: ``input_ids``, ``token_type_ids``, ``next_sentence_label`` (+ ``word_continuation``,
+    ``source``).
 
-    ``tokenized`` is the output of :func:`tokenize_documents`. Deterministic for a given ``seed``.
+    ``tokenized`` is the output of :func:`tokenize_documents`. ``sentence_task``: ``"nsp"`` (label 1 = B is a random
+    segment) or ``"sop"`` (label 1 = A and B swapped). Deterministic for a given ``seed``.
     """
+    if sentence_task not in SENTENCE_TASKS:
+        raise ValueError(f"sentence_task must be one of {SENTENCE_TASKS}, got {sentence_task!r}")
     if max_seq_length < 5:
         raise ValueError(f"max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP]), got {max_seq_length}")
     if not 0 <= short_seq_prob <= 1:
@@ -284,6 +308,7 @@ def create_nsp_examples(
         "sep_id": tokenizer.sep_token_id,
         "clause_mark_ids": tuple(sorted({vocab[mark] for mark in CLAUSE_MARKS if mark in vocab})),
         "seed": seed,
+        "sentence_task": sentence_task,
     }
     features = {
         "input_ids": List(Value("int32")),
@@ -292,6 +317,8 @@ def create_nsp_examples(
     }
     if with_flags:
         features["word_continuation"] = List(Value("int8"))
+    if "source" in tokenized.column_names:
+        features["source"] = Value("string")
     # The random B segments read other documents, so the examples depend on the whole dataset: its fingerprint and
     # the options make the cache key (hashing the dataset object itself would be slow).
     fingerprint = Hasher.hash(("nsp-examples", tokenized._fingerprint, sorted(options.items(), key=str)))
@@ -305,21 +332,85 @@ def create_nsp_examples(
         num_proc=num_proc,
         load_from_cache_file=load_from_cache_file,
         new_fingerprint=fingerprint,
-        desc=f"Creating NSP sentence pairs (max_seq_length={max_seq_length})",
+        desc=f"Creating {sentence_task.upper()} sentence pairs (max_seq_length={max_seq_length})",
     )
 
 
 def nsp_example_stats(examples: Dataset) -> dict:
-    """Count, NSP label balance and mean length of sentence-pair examples (computed in Arrow, no Python loop)."""
+    """Count, label balance (sentence pairs), mean length and corpora of pretraining examples (computed in Arrow, no Python loop)."""
     import pyarrow.compute as pc
 
     table = examples.with_format("arrow")[:]
     if table.num_rows == 0:
         return {"examples": 0, "random_next_rate": 0.0, "mean_length": 0.0, "tokens": 0}
     lengths = pc.list_value_length(table["input_ids"])
-    return {
-        "examples": table.num_rows,
-        "random_next_rate": pc.mean(pc.cast(table["next_sentence_label"], "float64")).as_py(),
-        "mean_length": pc.mean(lengths).as_py(),
-        "tokens": pc.sum(lengths).as_py(),
-    }
+    stats = {"examples": table.num_rows, "mean_length": pc.mean(lengths).as_py(), "tokens": pc.sum(lengths).as_py()}
+    if "next_sentence_label" in table.column_names:  # sentence pairs: share of label 1 (random B, or swapped)
+        stats["random_next_rate"] = pc.mean(pc.cast(table["next_sentence_label"], "float64")).as_py()
+    if "source" in table.column_names:
+        stats["sources"] = dict(sorted(Counter(table["source"].to_pylist()).items()))
+    return stats
+
+
+def _pack_batch(batch, options):
+    """Documents of the batch joined (a [SEP] after each), cut into windows of ``[CLS] tokens [SEP]``."""
+    window = options["max_seq_length"] - 2
+    cls_id, sep_id = options["cls_id"], options["sep_id"]
+    with_flags = "sentence_word_continuation" in batch
+    stream = [t for sentences in batch["sentence_ids"] for t in [*(t for s in sentences for t in s), sep_id]]
+    columns = {"input_ids": [[cls_id, *stream[i : i + window], sep_id] for i in range(0, len(stream), window)]}
+    if with_flags:
+        flags = [f for per_sentence in batch["sentence_word_continuation"] for f in [*(f for s in per_sentence for f in s), 0]]
+        # A window cut inside a word starts a word of its own.
+        columns["word_continuation"] = [[0, 0, *flags[i + 1 : i + window], 0] for i in range(0, len(flags), window)]
+    if "source" in batch:  # batches are cut per corpus (see create_packed_examples): one source per batch
+        columns["source"] = [batch["source"][0]] * len(columns["input_ids"])
+    return columns
+
+
+def create_packed_examples(
+    tokenized: Dataset,
+    tokenizer,
+    *,
+    max_seq_length: int = 128,
+    documents_per_pack: int = 1000,
+    num_proc: int | None = None,
+    load_from_cache_file: bool | None = None,
+) -> Dataset:
+    """Contiguous windows of text for objectives without a sentence-pair task (MLM alone, replaced-token detection).
+
+    RoBERTa's FULL-SENTENCES format: consecutive documents are joined, each followed by ``[SEP]``, and cut into
+    ``[CLS] + (max_seq_length - 2) tokens + [SEP]`` windows, so no position is spent on padding or on a second
+    segment (short documents such as reviews fill a window together). Documents are packed in their dataset order,
+    ``documents_per_pack`` at a time (the last window of each pack may be shorter); a pack never mixes two corpora
+    (``source``), so per-corpus weights still apply. Deterministic: no random choice is made here.
+    """
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be >= 3 ([CLS] text [SEP]), got {max_seq_length}")
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens (cls_token, sep_token) to pack documents")
+    options = {"max_seq_length": max_seq_length, "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id}
+    features = {"input_ids": List(Value("int32"))}
+    if "sentence_word_continuation" in tokenized.column_names:
+        features["word_continuation"] = List(Value("int8"))
+    parts = [tokenized]
+    if "source" in tokenized.column_names:
+        features["source"] = Value("string")
+        parts = [tokenized.filter(lambda s, name=name: s == name, input_columns="source",
+                                  load_from_cache_file=load_from_cache_file)
+                 for name in sorted(set(tokenized["source"]))]
+    packed = [
+        part.map(
+            _pack_batch,
+            batched=True,
+            batch_size=documents_per_pack,
+            remove_columns=part.column_names,
+            features=Features(features),
+            fn_kwargs={"options": options},
+            num_proc=num_proc,
+            load_from_cache_file=load_from_cache_file,
+            desc=f"Packing documents into windows of {max_seq_length} tokens",
+        )
+        for part in parts
+    ]
+    return packed[0] if len(packed) == 1 else concatenate_datasets(packed)

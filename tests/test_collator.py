@@ -164,3 +164,30 @@ def test_bad_arguments_name_the_field(tiny_tokenizer):
     collator = DataCollatorForPreTraining(tiny_tokenizer, whole_word_mask=True)
     with pytest.raises(ValueError, match="word_continuation"):
         collator(random_examples(tiny_tokenizer, 2))
+
+
+def test_masking_rate_schedule_is_linear_in_the_step(tiny_tokenizer):
+    from types import SimpleNamespace
+
+    from glm_hf.collator import MaskingRateCallback
+
+    collator = DataCollatorForPreTraining(tiny_tokenizer, mlm_probability=0.4)
+    callback = MaskingRateCallback(collator, 0.4, 0.2)
+    for step, rate in ((0, 0.4), (50, 0.3), (100, 0.2), (120, 0.2)):
+        callback.on_step_end(None, SimpleNamespace(global_step=step, max_steps=100), None)
+        assert collator.mlm_probability == pytest.approx(rate)
+    ids = tiny_tokenizer("这本书写得非常好，我很喜欢。质量太差了，不推荐购买。")["input_ids"]
+    collator.mlm_probability = 0.4
+    high = (collator.mask_example(ids)[1] != -100).sum()
+    collator.mlm_probability = 0.2
+    assert (collator.mask_example(ids)[1] != -100).sum() < high
+
+
+def test_unigram_distribution_ignores_special_tokens(tiny_tokenizer):
+    from glm_hf.collator import unigram_distribution
+
+    ids = tiny_tokenizer(["好好好", "差"])["input_ids"]  # with [CLS] and [SEP]
+    probabilities = unigram_distribution(ids, tiny_tokenizer)
+    assert probabilities.shape == (len(tiny_tokenizer),)
+    assert probabilities[tiny_tokenizer.convert_tokens_to_ids("好")] == pytest.approx(0.75)
+    assert probabilities[tiny_tokenizer.cls_token_id] == 0 and probabilities.sum() == pytest.approx(1)

@@ -131,3 +131,62 @@ def test_tokenize_documents_with_jieba_words(tiny_tokenizer):
     assert list(itertools.chain(*tokenized[0]["sentence_ids"])) == tiny_tokenizer(
         "我们喜欢这家酒店。服务很好！", add_special_tokens=False
     )["input_ids"]
+
+
+# -- sentence-order prediction ---------------------------------------------------------------------------------
+
+
+def test_sop_pairs_are_both_from_one_document_and_label_1_means_swapped():
+    counts = [12] * 30 + [1] * 60
+    examples = create_nsp_examples(coded_documents(counts), IdTokenizer(), max_seq_length=40, seed=3,
+                                   sentence_task="sop", load_from_cache_file=False)
+    labels = np.array(examples["next_sentence_label"])
+    assert 0.35 < labels.mean() < 0.65
+    ordered_labels = []
+    for example in examples:
+        a, b = segments(example)
+        assert {t // 1000 for t in a} == {t // 1000 for t in b}  # never another document
+        if max(a) < min(b) or max(b) < min(a):  # segments of different sentences: their order is visible
+            assert (max(a) < min(b)) == (example["next_sentence_label"] == 0)
+            ordered_labels.append(example["next_sentence_label"])
+    assert len(ordered_labels) > 20 and 0 < np.mean(ordered_labels) < 1
+
+
+def test_sentence_task_is_checked():
+    with pytest.raises(ValueError, match="sentence_task must be one of"):
+        create_nsp_examples(coded_documents([3]), IdTokenizer(), sentence_task="nap")
+
+
+# -- packing ------------------------------------------------------------------------------------------------------
+
+
+def test_packed_windows_hold_every_token_once_in_order():
+    from glm_hf.pretraining_data import create_packed_examples
+
+    documents = coded_documents([5, 1, 3, 8, 1, 1, 2])
+    packed = create_packed_examples(documents, IdTokenizer(), max_seq_length=16, load_from_cache_file=False)
+    stream = []
+    for ids in packed["input_ids"]:
+        assert ids[0] == CLS and ids[-1] == SEP and len(ids) <= 16
+        stream.extend(ids[1:-1])
+    expected = [t for sentences in documents["sentence_ids"] for t in [*(t for s in sentences for t in s), SEP]]
+    assert stream == expected
+    assert all(len(ids) == 16 for ids in packed["input_ids"][:-1])  # no padding but in the last window
+
+
+def test_packing_never_mixes_corpora_and_keeps_word_flags_aligned():
+    from glm_hf.pretraining_data import create_packed_examples
+
+    documents = coded_documents([4, 4, 4, 4])
+    documents = documents.add_column("source", ["news", "reviews", "news", "reviews"])
+    flags = [[[int(i > 0) for i in range(len(s))] for s in doc] for doc in documents["sentence_ids"]]
+    documents = documents.add_column("sentence_word_continuation", flags)
+    packed = create_packed_examples(documents, IdTokenizer(), max_seq_length=12, load_from_cache_file=False)
+    for example in packed:
+        documents_seen = {t // 1000 for t in example["input_ids"] if t >= 1000}
+        assert documents_seen <= {1, 3} if example["source"] == "news" else documents_seen <= {2, 4}
+        assert len(example["word_continuation"]) == len(example["input_ids"])
+        assert example["word_continuation"][:2] == [0, 0] and example["word_continuation"][-1] == 0
+    assert nsp_example_stats(packed)["sources"] == {
+        "news": sum(s == "news" for s in packed["source"]), "reviews": sum(s == "reviews" for s in packed["source"])
+    }
