@@ -6,9 +6,10 @@
 
 What is compared
     Peer: transformers ``BertForPreTraining`` / ``BertForSequenceClassification`` (sdpa attention, its default).
-    Ours: ``GLMForPreTraining`` / ``GLMForSequenceClassification`` with the default config (``unpad_inputs``,
-    ``sparse_prediction``), loaded with the *peer's weights* (BERT names -> GLM names), so both compute the same
-    function; the run checks it (fp32, dropout off) before timing and prints the difference.
+    Ours: ``GLMForPreTraining`` / ``GLMForSequenceClassification`` with the default config (``unpad_inputs``), plus
+    ``sparse_prediction`` for pretraining (as the pretraining recipe runs it), loaded with the *peer's weights* (BERT
+    names -> GLM names), so both compute the same function; the run checks it (fp32, dropout off) before timing and
+    prints the difference.
 
     Same architecture (the named shapes of ``GLMConfig.from_size``: ``mini`` = hidden 256 / 4 layers / 4 heads /
     FFN 1024 with the tokenizer's vocabulary, ``base`` = BERT-base: 768 / 12 / 12 / 3072 with bert-base-chinese's
@@ -289,7 +290,8 @@ def build_models(task: str, fields: dict, seed: int):
 
     torch.manual_seed(seed)
     if task == "pretraining":
-        peer, ours = BertForPreTraining(BertConfig(**fields)), GLMForPreTraining(GLMConfig(**fields))
+        peer = BertForPreTraining(BertConfig(**fields))
+        ours = GLMForPreTraining(GLMConfig(**fields, sparse_prediction=True))
     else:
         peer = BertForSequenceClassification(BertConfig(**fields, num_labels=2))
         ours = GLMForSequenceClassification(GLMConfig(**fields, num_labels=2))
@@ -306,7 +308,7 @@ def build_model(side: str, task: str, fields: dict):
     if side == "peer":
         config = BertConfig(**fields, num_labels=2)
         return (BertForPreTraining if task == "pretraining" else BertForSequenceClassification)(config)
-    config = GLMConfig(**fields, num_labels=2)
+    config = GLMConfig(**fields, num_labels=2, sparse_prediction=task == "pretraining")
     return (GLMForPreTraining if task == "pretraining" else GLMForSequenceClassification)(config)
 
 

@@ -19,18 +19,20 @@ class GLMConfig(PreTrainedConfig):
     r"""Configuration for [`GLMModel`] and its heads.
 
     The fields are BERT's, so a ``BertConfig`` maps onto it one to one (see ``glm_hf.convert_bert``). Two fields are
-    GLM's own and only change speed, never the function computed:
+    GLM's own:
 
-    - ``unpad_inputs``: run the embeddings and the encoder's dense layers on the real (non-padding) tokens only, and
-      (sdpa/eager attention) attention in groups of sequences of similar length; padding positions of
-      ``last_hidden_state`` are zeros.
-    - ``sparse_prediction``: when MLM ``labels`` are given, run the MLM head only on the positions with a label (and
-      the last layer's queries and feed-forward only on those and [CLS]); the returned logits are then of shape
-      ``(num_labelled_tokens, vocab_size)`` in the order of ``labels[labels != -100]``. Without labels the logits
-      always cover every position.
+    - ``unpad_inputs`` (default True): run the embeddings and the encoder's dense layers on the real (non-padding)
+      tokens only, and (sdpa/eager attention) attention in groups of sequences of similar length. Only speed changes:
+      the outputs at real tokens are the same, and padding positions of ``last_hidden_state`` are zeros.
+    - ``sparse_prediction`` (default False, as BERT): when MLM ``labels`` are given, run the MLM head only on the
+      positions with a label (and the last layer's queries and feed-forward only on those and [CLS]); the returned
+      MLM ``logits`` / ``prediction_logits`` are then of shape ``(num_labelled_tokens, vocab_size)`` in the order of
+      ``labels[labels != -100]`` instead of ``(batch_size, seq_len, vocab_size)``. Without labels the logits always
+      cover every position. Turn it on for pretraining: the same loss for less work.
 
     Sequence classification always runs the last layer's queries and feed-forward for [CLS] only (the pooler reads
-    nothing else), unless hidden states or attentions are asked for.
+    nothing else), unless hidden states or attentions are asked for; the heads name the positions they read with
+    ``GLMModel.forward(output_positions=...)``.
 
     Example:
 
@@ -58,7 +60,7 @@ class GLMConfig(PreTrainedConfig):
     classifier_dropout: float | int | None = None
     tie_word_embeddings: bool = True
     unpad_inputs: bool = True
-    sparse_prediction: bool = True
+    sparse_prediction: bool = False
 
     @classmethod
     def from_size(cls, size: str, **kwargs) -> "GLMConfig":

@@ -4,7 +4,8 @@ Read top-down: token layout -> embeddings -> attention -> layer -> encoder -> pr
 
 The module and parameter names are BERT's (``embeddings.word_embeddings``, ``encoder.layer.N.attention.self.query``,
 ``cls.predictions``, ...), so a BERT checkpoint maps onto GLM by renaming the ``bert.`` prefix (see
-``glm_hf.convert_bert``). What makes it cheaper than BERT while computing the same function on the real tokens
+``glm_hf.convert_bert``), and the heads call the base model (``self.glm(...)``) as BERT's call ``self.bert(...)``.
+What makes it cheaper than BERT while computing the same function on the real tokens
 (``tests/test_modeling_fast_path.py`` checks each against BERT's padded computation):
 
 * **Unpadding** (``config.unpad_inputs``): with a padded batch, the embeddings and every dense layer (Q/K/V,
@@ -12,11 +13,12 @@ The module and parameter names are BERT's (``embeddings.word_embeddings``, ``enc
   (:class:`TokenLayout`). Only attention needs a ``(batch, heads, seq, seq)`` grid: with sdpa or eager attention the
   sequences are sorted by length and cut into up to three groups, each attending in a grid as long as its own
   longest sequence (less attention on padding). The standard padding collators need no change.
-* **Sparse MLM prediction** (``config.sparse_prediction``): with MLM ``labels``, the prediction head (transform and
-  vocabulary decoder) runs only on the labelled tokens.
-* **Last layer for the tokens that are read** (:class:`QuerySelection`): an MLM loss reads the masked tokens and NSP
-  and sequence classification read [CLS]; the last layer computes keys and values for every token but queries,
-  attention output and feed-forward only for those (sdpa/eager attention, no hidden states or attentions asked for).
+* **Last layer for the tokens that are read** (``output_positions`` of :meth:`GLMModel.forward`,
+  :class:`QuerySelection`): an MLM loss reads the masked tokens and NSP and sequence classification read [CLS]; the
+  last layer computes keys and values for every token but queries, attention output and feed-forward only for those
+  (sdpa/eager attention, no hidden states or attentions asked for).
+* **Sparse MLM prediction** (``config.sparse_prediction``, off by default): with MLM ``labels``, the prediction head
+  (transform and vocabulary decoder) runs only on the labelled tokens.
 * **One Q/K/V matmul**: the three projections are concatenated at call time into one ``(3 * hidden, hidden)`` matmul;
   the saved parameters keep BERT's ``query``/``key``/``value`` names and shapes.
 * Row gathers and scatters are ``index_select`` / ``index_copy_`` in both directions (autograd's backward of advanced
@@ -34,7 +36,6 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from torch.nn import functional as F
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -48,8 +49,10 @@ from transformers.modeling_outputs import (
     TokenClassifierOutput,
 )
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.processing_utils import Unpack
+from transformers.utils import ModelOutput, TransformersKwargs, auto_docstring
 from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_glm import GLMConfig
 
@@ -63,8 +66,8 @@ AUTO_MAP = {
     "AutoModelForTokenClassification": "modeling_glm.GLMForTokenClassification",
 }
 
-# Attention implementations that take a (batch, heads, queries, keys) mask, so that the last layer may run the queries
-# of a few selected tokens only (see QuerySelection).
+# Attention implementations that take a (batch, heads, queries, keys) mask we build: the ones that may attend in
+# length groups and run the last layer's queries for a few selected tokens only.
 SELECTED_QUERY_ATTENTION = ("sdpa", "eager")
 
 
@@ -86,14 +89,9 @@ class _ScatterRows(torch.autograd.Function):
         return grad.index_select(0, indices), None, None
 
 
-@dataclass
-class AttentionGroup:
-    """Sequences of similar length attending in a grid of their own: ``num_rows`` consecutive rows of the token
-    layout, laid out by ``layout`` (the group's sequences x its longest length), with key-padding ``mask``."""
-
-    num_rows: int
-    layout: "TokenLayout"
-    mask: torch.Tensor | None
+def _flat_positions(mask: torch.Tensor) -> torch.Tensor:
+    """The flat indices (into ``batch * seq``) where a ``(batch, seq)`` mask is set, in row-major order."""
+    return torch.nonzero(mask.reshape(-1), as_tuple=False).flatten()
 
 
 class TokenLayout:
@@ -103,51 +101,60 @@ class TokenLayout:
     ``batch * seq`` grid. Padded (``indices`` None): one row per grid position, the plain BERT layout.
 
     ``attention_groups`` (unpadded only): the rows are ordered longest sequence first and cut into groups of similar
-    length, each attending in its own smaller grid; attention is permutation-invariant over the keys, so a sequence's
-    real tokens simply fill the first slots of its group row, whatever the padding side.
+    length, consecutive runs of rows each laid out by its own smaller grid (a ``TokenLayout`` of the group's sequences
+    x its longest length) in which they attend. Attention is permutation-invariant over the keys, so a sequence's real
+    tokens simply fill the first slots of its group row, whatever the padding side.
     """
 
-    def __init__(self, batch_size: int, seq_len: int, indices: torch.Tensor | None = None):
+    def __init__(
+        self,
+        batch_size: int,
+        seq_len: int,
+        indices: torch.Tensor | None = None,
+        attention_groups: tuple["TokenLayout", ...] | None = None,
+    ):
         self.batch_size, self.seq_len, self.indices = batch_size, seq_len, indices
         self.num_rows = batch_size * seq_len if indices is None else indices.numel()
+        self.attention_groups = attention_groups
         self.inverse = None
-        self.attention_groups: list[AttentionGroup] | None = None
         if indices is not None:
             # Row of each grid position; padding points at row ``num_rows``, a zero row appended when needed.
-            self.inverse = torch.full((batch_size * seq_len,), self.num_rows, dtype=torch.long, device=indices.device)
-            self.inverse[indices] = torch.arange(self.num_rows, device=indices.device)
+            inverse = torch.full((batch_size * seq_len,), self.num_rows, dtype=torch.long, device=indices.device)
+            self.inverse = inverse.index_copy_(0, indices, torch.arange(self.num_rows, device=indices.device))
 
     @classmethod
     def from_attention_mask(cls, attention_mask: torch.Tensor, group_by_length: bool = False) -> "TokenLayout":
         """The real tokens of a 2D mask; ``group_by_length``: ordered and grouped for attention (see class doc)."""
         batch_size, seq_len = attention_mask.shape
-        indices = torch.nonzero(attention_mask.reshape(-1), as_tuple=False).flatten()
+        indices = _flat_positions(attention_mask)
         if not group_by_length:
             return cls(batch_size, seq_len, indices)
         lengths = (attention_mask != 0).sum(1)
         order = torch.argsort(lengths, descending=True, stable=True)
-        rank = torch.empty_like(order)
-        rank[order] = torch.arange(batch_size, device=order.device)
+        rank = torch.empty_like(order).index_copy_(0, order, torch.arange(batch_size, device=order.device))
         sequence = torch.div(indices, seq_len, rounding_mode="floor")
         indices = indices.index_select(0, torch.argsort(rank.index_select(0, sequence) * seq_len + indices % seq_len))
-        layout = cls(batch_size, seq_len, indices)
-        layout.attention_groups = []
         sorted_lengths = lengths.index_select(0, order).tolist()
+        groups = []
         for start, end in _length_groups(sorted_lengths):
-            group_lengths = lengths.new_tensor(sorted_lengths[start:end])
-            group_len = sorted_lengths[start]
-            key_mask = torch.arange(group_len, device=lengths.device)[None, :] < group_lengths[:, None]
-            group_indices = None
-            if not bool(key_mask.all()):
-                group_indices = torch.nonzero(key_mask.reshape(-1), as_tuple=False).flatten()
-            group = AttentionGroup(sum(sorted_lengths[start:end]), cls(end - start, group_len, group_indices), None)
-            group.mask = key_mask  # a 2D mask, turned into the attention implementation's mask by GLMModel
-            layout.attention_groups.append(group)
-        return layout
+            group_len, group_indices = sorted_lengths[start], None
+            if sorted_lengths[end - 1] < group_len:  # some padding in the group's grid
+                group_lengths = lengths.new_tensor(sorted_lengths[start:end])
+                real = torch.arange(group_len, device=lengths.device)[None, :] < group_lengths[:, None]
+                group_indices = _flat_positions(real)
+            groups.append(cls(end - start, group_len, group_indices))
+        return cls(batch_size, seq_len, indices, tuple(groups))
 
     @property
     def is_unpadded(self) -> bool:
         return self.indices is not None
+
+    def padding_mask(self) -> torch.Tensor | None:
+        """``(batch, seq)``, True at the positions that have a row; None when every position has one."""
+        if self.indices is None:
+            return None
+        mask = torch.zeros(self.batch_size * self.seq_len, dtype=torch.bool, device=self.indices.device)
+        return mask.index_fill_(0, self.indices, True).view(self.batch_size, self.seq_len)
 
     def to_rows(self, grid: torch.Tensor) -> torch.Tensor:
         """``(batch, seq, ...)`` -> ``(rows, ...)``."""
@@ -171,10 +178,6 @@ class TokenLayout:
             rows = torch.cat([rows, rows.new_zeros(1, *rows.shape[1:])])
         return rows.index_select(0, row_index)
 
-    def first_token_positions(self, device) -> torch.Tensor:
-        """The grid position of each sequence's first token (what the pooler reads)."""
-        return torch.arange(self.batch_size, device=device) * self.seq_len
-
 
 def _length_groups(sorted_lengths: list[int], max_groups: int = 3, ratio: float = 0.7) -> list[tuple[int, int]]:
     """Cut lengths sorted longest first into at most ``max_groups`` runs; a run ends where the length falls to
@@ -189,15 +192,17 @@ def _length_groups(sorted_lengths: list[int], max_groups: int = 3, ratio: float 
 
 
 class QuerySelection:
-    """The tokens whose last-layer output a head reads (e.g. [CLS] and the MLM-labelled tokens).
+    """The tokens whose last-layer output is read (e.g. [CLS] and the MLM-labelled tokens), and their key mask.
 
     The last layer computes keys and values for every token, but queries, attention output and feed-forward only for
     these rows, laid out as a ``(batch, queries)`` grid (``layout``) so that each selected token attends to every
-    token of its own sequence. ``positions`` are sorted, distinct grid positions, each with a row of ``token_layout``.
+    token of its own sequence; ``attention_mask`` is the attention implementation's ``(batch, 1, 1, seq)`` key mask
+    (None without padding), the same for every query. ``positions`` are sorted, distinct grid positions, each with a
+    row of ``token_layout``.
     """
 
-    def __init__(self, token_layout: TokenLayout, positions: torch.Tensor):
-        self.positions = positions
+    def __init__(self, token_layout: TokenLayout, positions: torch.Tensor, attention_mask: torch.Tensor | None):
+        self.positions, self.attention_mask = positions, attention_mask
         self.rows = token_layout.rows_at(positions)
         sequence = torch.div(positions, token_layout.seq_len, rounding_mode="floor")
         counts = torch.bincount(sequence, minlength=token_layout.batch_size)
@@ -263,7 +268,7 @@ def eager_attention_forward(
     attention_mask: torch.Tensor | None,
     scaling: float,
     dropout: float = 0.0,
-    **kwargs,
+    **kwargs: Unpack[TransformersKwargs],
 ):
     """Plain softmax(QK^T * scaling + mask) V; the reference every other implementation is checked against."""
     attn_weights = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -298,31 +303,11 @@ class GLMSelfAttention(nn.Module):
         grid = grid.view(batch_size, seq_len, len(projections), self.num_attention_heads, self.attention_head_size)
         return grid.permute(2, 0, 3, 1, 4).unbind(0)
 
-    def forward(
-        self,
-        hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        layout: TokenLayout | None = None,
-        query_selection: QuerySelection | None = None,
-        **kwargs,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``hidden_states``: ``(rows, hidden)`` laid out as ``layout`` says. Returns ``(rows, hidden)``, or with
-        ``query_selection`` the outputs of the selected rows only (their queries attend to every token)."""
-        if query_selection is not None:
-            (query,) = self._project(hidden_states.index_select(0, query_selection.rows), query_selection.layout, (self.query,))
-            key, value = self._project(hidden_states, layout, (self.key, self.value))
-            if isinstance(attention_mask, torch.Tensor) and attention_mask.dim() == 4:
-                # A bidirectional padding mask is the same for every query: keep one row, broadcast over queries.
-                attention_mask = attention_mask[:, :, :1, :]
-        elif layout.attention_groups is not None:
-            return self._grouped_attention(hidden_states, layout, **kwargs), None
-        else:
-            query, key, value = self._project(hidden_states, layout, (self.query, self.key, self.value))
-
+    def _attend(self, query, key, value, attention_mask, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        attn_output, attn_weights = attention_interface(
+        return attention_interface(
             self,
             query,
             key,
@@ -332,37 +317,50 @@ class GLMSelfAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        query_layout = layout if query_selection is None else query_selection.layout
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | tuple[torch.Tensor | None, ...] | None,
+        layout: TokenLayout,
+        query_selection: QuerySelection | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``hidden_states``: ``(rows, hidden)`` laid out as ``layout`` says; ``attention_mask``: the attention
+        implementation's mask for the layout's grid, or one per length group. Returns ``(rows, hidden)`` -- with
+        ``query_selection`` the outputs of the selected rows only, whose queries attend to every token -- and the
+        attention weights where the implementation gives them (eager)."""
+        if query_selection is not None:
+            selected = hidden_states.index_select(0, query_selection.rows)
+            (query,) = self._project(selected, query_selection.layout, (self.query,))
+            key, value = self._project(hidden_states, layout, (self.key, self.value))
+            query_layout, attention_mask = query_selection.layout, query_selection.attention_mask
+        elif layout.attention_groups is not None:
+            return self._grouped_attention(hidden_states, attention_mask, layout, **kwargs), None
+        else:
+            query, key, value = self._project(hidden_states, layout, (self.query, self.key, self.value))
+            query_layout = layout
+        attn_output, attn_weights = self._attend(query, key, value, attention_mask, **kwargs)
         attn_output = attn_output.reshape(query_layout.batch_size, query_layout.seq_len, -1)
         return query_layout.to_rows(attn_output), attn_weights
 
-    def _grouped_attention(self, hidden_states: torch.Tensor, layout: TokenLayout, **kwargs) -> torch.Tensor:
+    def _grouped_attention(
+        self, hidden_states: torch.Tensor, group_masks: tuple, layout: TokenLayout, **kwargs
+    ) -> torch.Tensor:
         """Attention of each length group in its own grid (``layout.attention_groups``); rows in, rows out."""
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
-        )
         groups = layout.attention_groups
         weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
         bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
         qkv = F.linear(hidden_states, weight, bias)
         # split (not slicing): its backward is one concatenation, not a zero-filled copy per group.
         outputs = []
-        for group, group_rows in zip(groups, qkv.split([g.num_rows for g in groups])):
-            grid = group.layout.to_grid(group_rows)
+        for group, group_mask, group_rows in zip(groups, group_masks, qkv.split([g.num_rows for g in groups])):
+            grid = group.to_grid(group_rows)
             batch_size, seq_len = grid.shape[:2]
             grid = grid.view(batch_size, seq_len, 3, self.num_attention_heads, self.attention_head_size)
             query, key, value = grid.permute(2, 0, 3, 1, 4).unbind(0)
-            attn_output, _ = attention_interface(
-                self,
-                query,
-                key,
-                value,
-                group.mask,
-                dropout=self.dropout.p if self.training else 0.0,
-                scaling=self.scaling,
-                **kwargs,
-            )
-            outputs.append(group.layout.to_rows(attn_output.reshape(batch_size, seq_len, -1)))
+            attn_output, _ = self._attend(query, key, value, group_mask, **kwargs)
+            outputs.append(group.to_rows(attn_output.reshape(batch_size, seq_len, -1)))
         return torch.cat(outputs) if len(outputs) > 1 else outputs[0]
 
 
@@ -383,7 +381,7 @@ class GLMAttention(nn.Module):
         self.self = GLMSelfAttention(config)
         self.output = GLMSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, layout=None, query_selection=None, **kwargs):
+    def forward(self, hidden_states, attention_mask, layout, query_selection=None, **kwargs):
         attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, query_selection, **kwargs)
         residual = hidden_states if query_selection is None else hidden_states.index_select(0, query_selection.rows)
         return self.output(attn_output, residual), attn_weights
@@ -411,18 +409,32 @@ class GLMOutput(nn.Module):
 
 
 class GLMLayer(GradientCheckpointingLayer):
+    """One Transformer layer on the rows of ``layout``.
+
+    ``hidden_states`` is ``(rows, hidden)``, or the ``(batch, seq, hidden)`` grid while hidden states are recorded:
+    then the layer reads its input from the grid and returns its output on the grid, so that each recorded state is
+    the tensor the next layer reads (part of the autograd graph, e.g. for saliency maps).
+    """
+
     def __init__(self, config: GLMConfig):
         super().__init__()
         self.attention = GLMAttention(config)
         self.intermediate = GLMIntermediate(config)
         self.output = GLMOutput(config)
 
-    def forward(self, hidden_states, attention_mask=None, layout=None, query_selection=None, **kwargs):
-        attention_output, attn_weights = self.attention(
-            hidden_states, attention_mask, layout, query_selection=query_selection, **kwargs
-        )
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | tuple | None,
+        layout: TokenLayout,
+        query_selection: QuerySelection | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        on_grid = hidden_states.dim() == 3
+        rows = layout.to_rows(hidden_states) if on_grid else hidden_states
+        attention_output, _ = self.attention(rows, attention_mask, layout, query_selection, **kwargs)
         layer_output = self.output(self.intermediate(attention_output), attention_output)
-        return layer_output, attn_weights
+        return layout.to_grid(layer_output) if on_grid else layer_output
 
 
 class GLMEncoder(nn.Module):
@@ -433,30 +445,18 @@ class GLMEncoder(nn.Module):
     def forward(
         self,
         hidden_states: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        layout: TokenLayout | None = None,
-        output_hidden_states: bool = False,
-        output_attentions: bool = False,
+        attention_mask: torch.Tensor | tuple | None,
+        layout: TokenLayout,
         query_selection: QuerySelection | None = None,
-        **kwargs,
-    ) -> tuple[torch.Tensor, tuple | None, tuple | None]:
-        """With ``query_selection``, the last layer returns the states of the selected rows only."""
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        """Rows (or the grid, see :class:`GLMLayer`) in, the same out; with ``query_selection`` the last layer
+        returns the states of the selected rows only."""
         last = len(self.layer) - 1
         for index, layer in enumerate(self.layer):
-            hidden_states, attn_weights = layer(
-                hidden_states,
-                attention_mask,
-                layout,
-                query_selection=query_selection if index == last else None,
-                **kwargs,
-            )
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (attn_weights,)
-        return hidden_states, all_hidden_states, all_attentions
+            selection = query_selection if index == last else None
+            hidden_states = layer(hidden_states, attention_mask, layout, selection, **kwargs)
+        return hidden_states
 
 
 class GLMPooler(nn.Module):
@@ -513,6 +513,7 @@ class GLMPreTrainingHeads(nn.Module):
         return self.predictions(sequence_output), self.seq_relationship(pooled_output)
 
 
+@auto_docstring
 class GLMPreTrainedModel(PreTrainedModel):
     config_class = GLMConfig
     config: GLMConfig
@@ -522,6 +523,9 @@ class GLMPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    # Recorded by ``capture_outputs`` (GLMModel.forward): each layer's input/output while hidden states are asked for
+    # (then on the (batch, seq, hidden) grid, see GLMLayer) and each self-attention's weights.
+    _can_record_outputs = {"hidden_states": GLMLayer, "attentions": GLMSelfAttention}
     # The losses below are means over this process's batch; Trainer must not rescale them by the world size.
     accepts_loss_kwargs = False
 
@@ -538,42 +542,38 @@ class GLMPreTrainedModel(PreTrainedModel):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
+@auto_docstring(
+    custom_intro="""
+    Output of [`GLMModel`]: BERT's base-model output, plus the final states at the positions a head reads.
+    """
+)
 @dataclass
-class GLMEncoding:
-    """The encoder's states before they are put back on the ``(batch, seq)`` grid (internal to the heads).
-
-    Either ``last_hidden_rows`` (every row) or, with a ``query_selection``, ``selected_states`` (the selected rows).
+class GLMModelOutput(BaseModelOutputWithPooling):
+    r"""
+    last_hidden_state (`torch.FloatTensor` of shape `(batch_size, sequence_length, hidden_size)`):
+        The last layer's hidden states; zeros at padding positions when the inputs were unpadded. None when
+        `output_positions` let the last layer run for the selected positions only.
+    pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
+        The pooler (dense + tanh) on the first token ([CLS]); None for a model built without a pooler.
+    selected_hidden_state (`torch.FloatTensor` of shape `(num_selected, hidden_size)`, *optional*, returned when `output_positions` is passed):
+        The last layer's hidden state at each position set in `output_positions`, in row-major order (the order of
+        `labels[output_positions]`); zeros at padding positions.
     """
 
-    layout: TokenLayout
-    last_hidden_rows: torch.Tensor | None
-    query_selection: QuerySelection | None = None
-    selected_states: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None  # each (rows, hidden)
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-    def sequence_output(self) -> torch.Tensor:
-        """``(batch, seq, hidden)``, zeros at padding when unpadded."""
-        if self.last_hidden_rows is None:
-            raise RuntimeError("the encoder computed the selected rows only; ask for no output_positions")
-        return self.layout.to_grid(self.last_hidden_rows)
-
-    def states_at(self, positions: torch.Tensor) -> torch.Tensor:
-        """``(len(positions), hidden)``: the final states at grid ``positions`` (flat indices into batch * seq)."""
-        if self.query_selection is not None:
-            return self.selected_states.index_select(0, self.query_selection.index_of(positions))
-        return self.layout.gather(self.last_hidden_rows, positions)
-
-    def grid_hidden_states(self) -> tuple[torch.Tensor, ...] | None:
-        if self.hidden_states is None:
-            return None
-        return tuple(self.layout.to_grid(h) for h in self.hidden_states)
+    selected_hidden_state: torch.Tensor | None = None
 
 
+@auto_docstring(
+    custom_intro="""
+    The bare GLM encoder: embeddings, Transformer layers and (optionally) the [CLS] pooler.
+    """
+)
 class GLMModel(GLMPreTrainedModel):
-    """The bare encoder: embeddings, Transformer layers and (optionally) the [CLS] pooler."""
-
     def __init__(self, config: GLMConfig, add_pooling_layer: bool = True):
+        r"""
+        add_pooling_layer (`bool`, *optional*, defaults to `True`):
+            Whether to add the [CLS] pooler (dense + tanh) that NSP and sequence classification read.
+        """
         super().__init__(config)
         self.embeddings = GLMEmbeddings(config)
         self.encoder = GLMEncoder(config)
@@ -586,47 +586,34 @@ class GLMModel(GLMPreTrainedModel):
     def set_input_embeddings(self, value):
         self.embeddings.word_embeddings = value
 
-    def encode(
+    @capture_outputs
+    @auto_docstring
+    def forward(
         self,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
         output_positions: torch.Tensor | None = None,
-        **kwargs,
-    ) -> GLMEncoding:
-        """Run the encoder, keeping the states as rows (the packed real tokens when unpadding); used by every head.
-
-        ``output_positions`` (flat indices into ``batch * seq``): the only positions whose final states the caller
-        reads. The last layer then runs its queries, attention output and feed-forward on those tokens alone --
-        applied when that computes the same function: sdpa or eager attention, a 2D (or no) attention mask, no hidden
-        states or attentions asked for, and (unpadded) no padding position among them.
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> GLMModelOutput:
+        r"""
+        output_positions (`torch.BoolTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            True at the positions whose final hidden state the caller reads (e.g. `labels != -100` for an MLM loss);
+            their states are returned as `selected_hidden_state`. The last layer then runs its queries, attention
+            output and feed-forward for those positions alone (and [CLS], which the pooler reads), and
+            `last_hidden_state` is None -- where that computes the same function: sdpa or eager attention, a 2D (or
+            no) attention mask, no hidden states or attentions asked for, and no padding position selected.
         """
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Specify exactly one of input_ids or inputs_embeds")
-        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
-        output_hidden_states = (
-            self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        )
-        if output_attentions and self.config._attn_implementation != "eager":
-            raise ValueError(
-                f"output_attentions=True needs attn_implementation='eager', got "
-                f"{self.config._attn_implementation!r}; load with attn_implementation='eager'"
-            )
-        grid = input_ids if input_ids is not None else inputs_embeds
-        batch_size, seq_len = grid.shape[:2]
+        # Read as capture_outputs reads them (it records the outputs).
+        output_hidden_states = bool(kwargs.get("output_hidden_states", self.config.output_hidden_states))
+        output_attentions = bool(kwargs.get("output_attentions", self.config.output_attentions))
+        batch_size, seq_len = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
         self.embeddings.check_length(seq_len)
-
-        layout = TokenLayout(batch_size, seq_len)
-        if self.config.unpad_inputs and attention_mask is not None and attention_mask.dim() == 2:
-            if not bool(attention_mask.all()):
-                # Length groups for attention where the mask is ours to build (sdpa, eager) and no attention
-                # weights are returned (those keep the (batch, heads, seq, seq) shape).
-                group_by_length = self.config._attn_implementation in SELECTED_QUERY_ATTENTION and not output_attentions
-                layout = TokenLayout.from_attention_mask(attention_mask, group_by_length=group_by_length)
+        layout = self._token_layout(attention_mask, batch_size, seq_len, output_attentions)
 
         # The embeddings of the rows only: (1, rows) ids in, (rows, hidden) out.
         if position_ids is None:
@@ -638,117 +625,102 @@ class GLMModel(GLMPreTrainedModel):
             position_ids=layout.to_rows(position_ids)[None],
             inputs_embeds=None if inputs_embeds is None else layout.to_rows(inputs_embeds)[None],
         )[0]
-        # Only shape, dtype and device of ``inputs_embeds`` are read: a zero-size stand-in for the grid.
-        mask = create_bidirectional_mask(
-            config=self.config,
-            inputs_embeds=hidden_states.new_empty(batch_size, seq_len, 0),
-            attention_mask=attention_mask,
-        )
-        for group in layout.attention_groups or ():
-            group.mask = create_bidirectional_mask(
-                config=self.config,
-                inputs_embeds=hidden_states.new_empty(group.layout.batch_size, group.layout.seq_len, 0),
-                attention_mask=group.mask,
+
+        if layout.attention_groups is not None:
+            layer_mask = tuple(
+                self._attention_mask(group.padding_mask(), group.batch_size, group.seq_len, hidden_states)
+                for group in layout.attention_groups
             )
-
+        else:
+            layer_mask = self._attention_mask(attention_mask, batch_size, seq_len, hidden_states)
         query_selection = None
-        if (
-            output_positions is not None
-            and output_positions.numel() > 0
-            and not output_hidden_states
-            and not output_attentions
-            and self.config._attn_implementation in SELECTED_QUERY_ATTENTION
-            and (attention_mask is None or attention_mask.dim() == 2)
-        ):
-            positions = torch.unique(output_positions.reshape(-1))  # sorted
-            if not layout.is_unpadded or bool((layout.rows_at(positions) < layout.num_rows).all()):
-                query_selection = QuerySelection(layout, positions)
+        if output_positions is not None and not (output_hidden_states or output_attentions):
+            query_selection = self._query_selection(layout, attention_mask, output_positions, hidden_states)
+        if output_hidden_states:
+            hidden_states = layout.to_grid(hidden_states)  # recorded states on the grid, see GLMLayer
+        hidden_states = self.encoder(hidden_states, layer_mask, layout, query_selection, **kwargs)
+        return self._model_output(hidden_states, layout, query_selection, output_positions)
 
-        hidden_states, all_hidden_states, all_attentions = self.encoder(
-            hidden_states,
-            mask,
-            layout,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
-            query_selection=query_selection,
-            **kwargs,
-        )
-        return GLMEncoding(
-            layout=layout,
-            last_hidden_rows=None if query_selection is not None else hidden_states,
-            query_selection=query_selection,
-            selected_states=hidden_states if query_selection is not None else None,
-            hidden_states=all_hidden_states,
-            attentions=all_attentions,
-        )
+    def _token_layout(self, attention_mask, batch_size: int, seq_len: int, output_attentions: bool) -> TokenLayout:
+        """Unpadded when a 2D mask has padding; then in length groups where we build the masks (sdpa, eager) and no
+        attention weights are returned (those keep the (batch, heads, seq, seq) shape)."""
+        if not self.config.unpad_inputs or attention_mask is None or attention_mask.dim() != 2:
+            return TokenLayout(batch_size, seq_len)
+        if bool(attention_mask.all()):
+            return TokenLayout(batch_size, seq_len)
+        group_by_length = self.config._attn_implementation in SELECTED_QUERY_ATTENTION and not output_attentions
+        return TokenLayout.from_attention_mask(attention_mask, group_by_length=group_by_length)
 
-    def pool(self, encoding: GLMEncoding) -> torch.Tensor | None:
-        """The pooler on each sequence's first token ([CLS]); None without a pooler."""
-        if self.pooler is None:
+    def _attention_mask(self, padding_mask, batch_size: int, num_queries: int, like: torch.Tensor):
+        """The attention implementation's mask for ``num_queries`` queries per sequence and a 2D key ``padding_mask``
+        (or a ready 4D mask, returned as is)."""
+        # Only the shape, dtype and device of ``inputs_embeds`` are read: a zero-size stand-in for the grid.
+        stand_in = like.new_empty(batch_size, num_queries, 0)
+        return create_bidirectional_mask(config=self.config, inputs_embeds=stand_in, attention_mask=padding_mask)
+
+    def _query_selection(self, layout, attention_mask, output_positions, like) -> QuerySelection | None:
+        """The last layer's queries for ``output_positions`` and [CLS] (with a pooler), or None where selecting them
+        would not compute the same function (see ``forward``)."""
+        if self.config._attn_implementation not in SELECTED_QUERY_ATTENTION:
             return None
-        first = encoding.states_at(encoding.layout.first_token_positions(self.pooler.dense.weight.device))
-        return self.pooler(first[:, None])
+        if attention_mask is not None and attention_mask.dim() != 2:
+            return None
+        read = output_positions.bool()
+        if self.pooler is not None:
+            read = read.clone()
+            read[:, 0] = True
+        positions = _flat_positions(read).to(like.device)
+        if positions.numel() == 0:
+            return None
+        # A padding position has no row when unpadded: its state is then read off the grid (zeros), as is.
+        if layout.is_unpadded and not bool((layout.rows_at(positions) < layout.num_rows).all()):
+            return None
+        return QuerySelection(layout, positions, self._attention_mask(attention_mask, layout.batch_size, 1, like))
 
-    @can_return_tuple
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        token_type_ids: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        output_attentions: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPooling:
-        encoding = self.encode(
-            input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_attentions=output_attentions,
-            output_hidden_states=output_hidden_states,
-            **kwargs,
+    def _model_output(self, hidden_states, layout, query_selection, output_positions) -> GLMModelOutput:
+        """The encoder's states (rows, the grid or the selected rows) as the output fields."""
+        if query_selection is not None:
+            last_hidden_state = None
+
+            def states_at(positions):
+                return hidden_states.index_select(0, query_selection.index_of(positions))
+
+        else:
+            last_hidden_state = hidden_states if hidden_states.dim() == 3 else layout.to_grid(hidden_states)
+            flat = last_hidden_state.reshape(layout.batch_size * layout.seq_len, -1)
+
+            def states_at(positions):
+                return flat.index_select(0, positions)
+
+        pooler_output = None
+        if self.pooler is not None:
+            first_tokens = torch.arange(layout.batch_size, device=hidden_states.device) * layout.seq_len
+            pooler_output = self.pooler(states_at(first_tokens)[:, None])
+        selected_hidden_state = None
+        if output_positions is not None:
+            selected_hidden_state = states_at(_flat_positions(output_positions).to(hidden_states.device))
+        return GLMModelOutput(
+            last_hidden_state=last_hidden_state,
+            pooler_output=pooler_output,
+            selected_hidden_state=selected_hidden_state,
         )
-        return BaseModelOutputWithPooling(
-            last_hidden_state=encoding.sequence_output(),
-            pooler_output=self.pool(encoding),
-            hidden_states=encoding.grid_hidden_states(),
-            attentions=encoding.attentions,
-        )
 
 
-def _labelled_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Flat positions (into ``batch * seq``) of the MLM labels that are not -100, in order."""
-    return torch.nonzero(labels.reshape(-1) != -100, as_tuple=False).flatten()
-
-
-def _mlm_loss_and_logits(
-    predictions: "GLMLMPredictionHead", encoding: GLMEncoding, labels: torch.Tensor | None, sparse: bool
-) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """MLM logits and mean cross-entropy over labelled positions.
-
-    With ``sparse`` and labels, the prediction head only sees the labelled positions: logits are
-    ``(num_labelled, vocab)`` in the order of ``labels[labels != -100]``. Otherwise ``(batch, seq, vocab)``.
+@auto_docstring(
+    custom_intro="""
+    Output type of [`GLMForPreTraining`].
     """
-    if labels is not None and sparse:
-        positions = _labelled_positions(labels)
-        logits = predictions(encoding.states_at(positions))
-        return CrossEntropyLoss()(logits.float(), labels.reshape(-1).index_select(0, positions)), logits
-    logits = predictions(encoding.sequence_output())
-    if labels is None:
-        return None, logits
-    return CrossEntropyLoss()(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1)), logits
-
-
+)
 @dataclass
 class GLMForPreTrainingOutput(ModelOutput):
-    """Output of [`GLMForPreTraining`].
-
-    loss: MLM cross-entropy + NSP cross-entropy (MLM alone when only ``labels`` is given).
-    prediction_logits: ``(batch, seq, vocab)``, or ``(num_labelled, vocab)`` with ``labels`` and sparse prediction.
-    seq_relationship_logits: ``(batch, 2)``; class 0 = B continues A, 1 = B is random.
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` or `next_sentence_label` is given):
+        MLM cross-entropy + NSP cross-entropy (either alone when only its labels are given).
+    prediction_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length, vocab_size)`):
+        MLM scores; `(num_labelled, vocab_size)` in the order of `labels[labels != -100]` with `labels` and
+        `config.sparse_prediction`.
+    seq_relationship_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
+        NSP scores; class 0 = segment B continues A, 1 = B is random.
     """
 
     loss: torch.Tensor | None = None
@@ -758,13 +730,12 @@ class GLMForPreTrainingOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
-class GLMForPreTraining(GLMPreTrainedModel):
-    """Encoder with the two pretraining heads: masked language modelling and next sentence prediction.
-
-    With MLM ``labels`` and ``config.sparse_prediction``, only [CLS] and the labelled tokens go through the last
-    layer's queries and feed-forward and through the prediction head: all that the loss and the outputs read.
+@auto_docstring(
+    custom_intro="""
+    GLM with the two pretraining heads: masked language modelling and next sentence prediction.
     """
-
+)
+class GLMForPreTraining(GLMPreTrainedModel):
     _tied_weights_keys = {"cls.predictions.decoder.weight": "glm.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: GLMConfig):
@@ -780,6 +751,7 @@ class GLMForPreTraining(GLMPreTrainedModel):
         self.cls.predictions.decoder = new_embeddings
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -789,50 +761,55 @@ class GLMForPreTraining(GLMPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         next_sentence_label: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> GLMForPreTrainingOutput:
         r"""
-        labels: ``(batch, seq)`` MLM targets, -100 where no prediction is asked.
-        next_sentence_label: ``(batch,)``, 0 when segment B continues A, 1 when B is random.
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            MLM targets in `[0, ..., config.vocab_size - 1]`, -100 where no prediction is asked. With
+            `config.sparse_prediction`, only the labelled tokens go through the last layer's queries and feed-forward
+            and through the prediction head, and the logits are `(num_labelled, vocab_size)` in the order of
+            `labels[labels != -100]`.
+        next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            0 when segment B continues segment A, 1 when B is a random segment.
         """
-        output_positions = None
-        if labels is not None and self.config.sparse_prediction:
-            grid = input_ids if input_ids is not None else inputs_embeds
-            first = torch.arange(grid.shape[0], device=grid.device) * grid.shape[1]
-            output_positions = torch.cat([first, _labelled_positions(labels).to(grid.device)])
-        encoding = self.glm.encode(
+        sparse = labels is not None and self.config.sparse_prediction
+        labelled = labels != -100 if sparse else None
+        outputs = self.glm(
             input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_positions=output_positions,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_positions=labelled,
+            return_dict=True,
             **kwargs,
         )
-        mlm_loss, prediction_logits = _mlm_loss_and_logits(
-            self.cls.predictions, encoding, labels, self.config.sparse_prediction
-        )
-        seq_relationship_logits = self.cls.seq_relationship(self.glm.pool(encoding))
-        loss = mlm_loss
+        sequence_output = outputs.selected_hidden_state if sparse else outputs.last_hidden_state
+        prediction_logits, seq_relationship_logits = self.cls(sequence_output, outputs.pooler_output)
+
+        loss = None
+        if labels is not None:
+            targets = labels[labelled] if sparse else labels
+            vocab_size = prediction_logits.shape[-1]
+            loss = F.cross_entropy(prediction_logits.float().view(-1, vocab_size), targets.reshape(-1))
         if next_sentence_label is not None:
-            nsp_loss = CrossEntropyLoss()(seq_relationship_logits.float().view(-1, 2), next_sentence_label.view(-1))
+            nsp_loss = F.cross_entropy(seq_relationship_logits.float().view(-1, 2), next_sentence_label.view(-1))
             loss = nsp_loss if loss is None else loss + nsp_loss
         return GLMForPreTrainingOutput(
             loss=loss,
             prediction_logits=prediction_logits,
             seq_relationship_logits=seq_relationship_logits,
-            hidden_states=encoding.grid_hidden_states(),
-            attentions=encoding.attentions,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
         )
 
 
-class GLMForMaskedLM(GLMPreTrainedModel):
-    """Encoder with the MLM head (fill-mask, MLM-only continued pretraining).
-
-    With ``labels`` and ``config.sparse_prediction``, only the labelled tokens go through the last layer's queries
-    and feed-forward and through the prediction head.
+@auto_docstring(
+    custom_intro="""
+    GLM with the masked language modelling head (fill-mask, MLM-only continued pretraining).
     """
-
+)
+class GLMForMaskedLM(GLMPreTrainedModel):
     _tied_weights_keys = {"cls.predictions.decoder.weight": "glm.embeddings.word_embeddings.weight"}
 
     def __init__(self, config: GLMConfig):
@@ -848,6 +825,7 @@ class GLMForMaskedLM(GLMPreTrainedModel):
         self.cls.predictions.decoder = new_embeddings
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -856,32 +834,41 @@ class GLMForMaskedLM(GLMPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
-        output_positions = None
-        if labels is not None and self.config.sparse_prediction:
-            output_positions = _labelled_positions(labels)
-        encoding = self.glm.encode(
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            MLM targets in `[0, ..., config.vocab_size - 1]`, -100 where no prediction is asked. With
+            `config.sparse_prediction`, only the labelled tokens go through the last layer's queries and feed-forward
+            and through the prediction head, and the logits are `(num_labelled, vocab_size)` in the order of
+            `labels[labels != -100]`.
+        """
+        sparse = labels is not None and self.config.sparse_prediction
+        labelled = labels != -100 if sparse else None
+        outputs = self.glm(
             input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_positions=output_positions,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_positions=labelled,
+            return_dict=True,
             **kwargs,
         )
-        loss, logits = _mlm_loss_and_logits(self.cls.predictions, encoding, labels, self.config.sparse_prediction)
-        return MaskedLMOutput(
-            loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
-        )
+        logits = self.cls(outputs.selected_hidden_state if sparse else outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            targets = labels[labelled] if sparse else labels
+            loss = self.loss_function(logits, targets, vocab_size=logits.shape[-1], **kwargs)
+        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
 
 
-class GLMForSequenceClassification(GLMPreTrainedModel):
-    """Pooled [CLS] -> dropout -> linear. ``config.problem_type``: single-label, multi-label or regression.
-
-    Only [CLS] goes through the last layer's queries and feed-forward: all that the pooler reads.
+@auto_docstring(
+    custom_intro="""
+    GLM with a sequence classification/regression head on the pooled [CLS] (dropout, then linear).
     """
-
+)
+class GLMForSequenceClassification(GLMPreTrainedModel):
     def __init__(self, config: GLMConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -892,6 +879,7 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -900,46 +888,43 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
+            Class indices in `[0, ..., config.num_labels - 1]` (cross-entropy), floats for regression
+            (`config.num_labels == 1`, mean squared error) or `(batch_size, num_labels)` multi-hot floats
+            (`problem_type="multi_label_classification"`, binary cross-entropy).
+        """
         grid = input_ids if input_ids is not None else inputs_embeds
-        encoding = self.glm.encode(
+        # The classifier reads the pooled [CLS] alone: the last layer runs for [CLS] only.
+        cls_position = torch.zeros(grid.shape[:2], dtype=torch.bool, device=grid.device)
+        cls_position[:, 0] = True
+        outputs = self.glm(
             input_ids,
-            attention_mask,
-            token_type_ids,
-            position_ids,
-            inputs_embeds,
-            output_positions=torch.arange(grid.shape[0], device=grid.device) * grid.shape[1],
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            output_positions=cls_position,
+            return_dict=True,
             **kwargs,
         )
-        logits = self.classifier(self.dropout(self.glm.pool(encoding)))
-
+        logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = None
         if labels is not None:
-            if self.config.problem_type is None:
-                if self.num_labels == 1:
-                    self.config.problem_type = "regression"
-                elif labels.dtype in (torch.long, torch.int):
-                    self.config.problem_type = "single_label_classification"
-                else:
-                    self.config.problem_type = "multi_label_classification"
-            if self.config.problem_type == "regression":
-                if self.num_labels == 1:  # labels of shape (batch,) or (batch, 1)
-                    loss = MSELoss()(logits.float().view(-1), labels.float().view(-1))
-                else:
-                    loss = MSELoss()(logits.float(), labels.float())
-            elif self.config.problem_type == "single_label_classification":
-                loss = CrossEntropyLoss()(logits.float().view(-1, self.num_labels), labels.view(-1))
-            else:
-                loss = BCEWithLogitsLoss()(logits.float(), labels.float())
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
         return SequenceClassifierOutput(
-            loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 
+@auto_docstring(
+    custom_intro="""
+    GLM with a per-token classification head (NER, POS tagging).
+    """
+)
 class GLMForTokenClassification(GLMPreTrainedModel):
-    """Per-token linear head (NER, POS); labels -100 are ignored."""
-
     def __init__(self, config: GLMConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -950,6 +935,7 @@ class GLMForTokenClassification(GLMPreTrainedModel):
         self.post_init()
 
     @can_return_tuple
+    @auto_docstring
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -958,15 +944,27 @@ class GLMForTokenClassification(GLMPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
-        encoding = self.glm.encode(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        logits = self.classifier(self.dropout(encoding.sequence_output()))
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+            Tag indices in `[0, ..., config.num_labels - 1]`, -100 where no tag counts (padding, [CLS], sub-words).
+        """
+        outputs = self.glm(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = CrossEntropyLoss()(logits.float().view(-1, self.num_labels), labels.view(-1))
+            loss = self.loss_function(logits, labels, self.config, **kwargs)
         return TokenClassifierOutput(
-            loss=loss, logits=logits, hidden_states=encoding.grid_hidden_states(), attentions=encoding.attentions
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
 
 
@@ -983,5 +981,6 @@ __all__ = [
     "GLMForMaskedLM",
     "GLMForSequenceClassification",
     "GLMForTokenClassification",
+    "GLMModelOutput",
     "GLMForPreTrainingOutput",
 ]

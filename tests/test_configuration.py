@@ -73,7 +73,9 @@ def test_defaults_are_bert_base_chinese():
         12,
         12,
     )
-    assert config.unpad_inputs is True and config.sparse_prediction is True and config.tie_word_embeddings is True
+    assert config.unpad_inputs is True and config.tie_word_embeddings is True
+    # BERT's outputs by default: MLM logits cover every position even with labels (pretraining turns sparsity on).
+    assert config.sparse_prediction is False
 
 
 @pytest.mark.parametrize("size", sorted(MODEL_SIZES))
@@ -98,7 +100,7 @@ def test_save_load_round_trip(tmp_path):
         "tiny",
         vocab_size=605,
         unpad_inputs=False,
-        sparse_prediction=False,
+        sparse_prediction=True,
         classifier_dropout=0.2,
         id2label={0: "negative", 1: "positive"},
         label2id={"negative": 0, "positive": 1},
@@ -108,7 +110,7 @@ def test_save_load_round_trip(tmp_path):
     with open(os.path.join(tmp_path, "config.json"), encoding="utf-8") as f:
         saved = json.load(f)
     assert saved["model_type"] == "glm_hf"
-    assert saved["unpad_inputs"] is False and saved["sparse_prediction"] is False
+    assert saved["unpad_inputs"] is False and saved["sparse_prediction"] is True
 
     loaded = GLMConfig.from_pretrained(tmp_path)
     assert comparable(loaded) == comparable(config)

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
+from transformers.testing_utils import CaptureLogger
 
 from glm_hf import (
     GLMConfig,
@@ -202,6 +203,82 @@ def test_unpad_inputs_gives_identical_outputs(model_class, padding_side, tiny_co
         # Left-padded, position 0 is padding, not [CLS]: the pooled outputs are undefined there (as in BERT).
 
 
+# --- the base model call: output_positions, hooks, hidden states in the autograd graph ---------------------------
+
+
+def test_output_positions_select_the_final_states(tiny_config, batch):
+    """``output_positions``: the states at those positions in row-major order, the last layer run for them alone
+    (``last_hidden_state`` None); the pooler still reads [CLS]. The same values as the full computation."""
+    model = make_model(GLMModel, tiny_config)
+    read = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+    read[0, 3] = read[2, 1] = read[2, 5] = True
+    with torch.no_grad():
+        full = model(**batch)
+        selected = model(**batch, output_positions=read)
+    assert selected.last_hidden_state is None
+    assert selected.selected_hidden_state.shape == (3, tiny_config.hidden_size)
+    torch.testing.assert_close(selected.selected_hidden_state, full.last_hidden_state[read], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(selected.pooler_output, full.pooler_output, rtol=1e-5, atol=1e-5)
+    assert full.selected_hidden_state is None
+
+    # A padding position has no row: the full last layer runs and its state is the zero vector, as on the grid.
+    padding = ~real_positions(batch)
+    with torch.no_grad():
+        with_padding = model(**batch, output_positions=read | padding)
+    assert with_padding.last_hidden_state is not None
+    torch.testing.assert_close(
+        with_padding.selected_hidden_state, full.last_hidden_state[read | padding], rtol=1e-5, atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("model_class", HEADS[1:], ids=lambda c: c.__name__)
+def test_heads_call_the_base_model(model_class, tiny_config, batch):
+    """Every head goes through ``self.glm(...)``: forward hooks (and PEFT wrappers) on the base model see the call,
+    with the positions the head reads."""
+    model = make_model(model_class, tiny_config, sparse_prediction=True)
+    calls = []
+    model.glm.register_forward_hook(
+        lambda module, args, kwargs, output: calls.append((kwargs.get("output_positions"), output)), with_kwargs=True
+    )
+    labels = mlm_labels(batch) if model_class in MLM_HEADS else None
+    with torch.no_grad():
+        model(**batch, labels=labels) if labels is not None else model(**batch)
+    assert len(calls) == 1
+    output_positions, output = calls[0]
+    if model_class in MLM_HEADS:
+        assert torch.equal(output_positions, labels != -100)
+    elif model_class is GLMForSequenceClassification:
+        assert output_positions.sum(1).tolist() == [1] * len(TEXTS) and bool(output_positions[:, 0].all())
+    else:
+        assert output_positions is None and output.last_hidden_state is not None
+
+
+@pytest.mark.parametrize("model_class", HEADS[1:], ids=lambda c: c.__name__)
+def test_hidden_states_are_in_the_autograd_graph(model_class, tiny_config, batch):
+    """Saliency: ``hidden_states[i].retain_grad()`` then ``loss.backward()`` gives each state's gradient -- the
+    recorded states are the tensors the next layer reads -- equal to the gradient in BERT's padded computation."""
+    labels = {
+        GLMForPreTraining: mlm_labels(batch),
+        GLMForMaskedLM: mlm_labels(batch),
+        GLMForSequenceClassification: torch.tensor([0, 1, 1, 0]),
+        GLMForTokenClassification: torch.where(real_positions(batch), batch["input_ids"] % len(NER_LABELS), -100),
+    }[model_class]
+    gradients = {}
+    for unpad_inputs in (True, False):
+        model = make_model(model_class, tiny_config, unpad_inputs=unpad_inputs, sparse_prediction=True)
+        output = model(**batch, labels=labels, output_hidden_states=True)
+        for hidden in output.hidden_states:
+            hidden.retain_grad()
+        output.loss.backward()
+        gradients[unpad_inputs] = [hidden.grad for hidden in output.hidden_states]
+    real = real_positions(batch)
+    for layer, (fast, reference) in enumerate(zip(gradients[True], gradients[False])):
+        assert fast is not None, f"hidden_states[{layer}] is not part of the graph"
+        assert float(fast[real].abs().max()) > 0, layer
+        torch.testing.assert_close(fast[real], reference[real], rtol=1e-4, atol=1e-6, msg=f"hidden_states[{layer}]")
+        assert bool((fast[~real] == 0).all()), "padding positions are not computed from"
+
+
 # --- MLM: sparse prediction, tied decoder ---------------------------------------------------------------------------
 
 
@@ -225,6 +302,11 @@ def test_sparse_prediction_equals_dense(model_class, tiny_config, batch):
     # Without labels the logits always cover every position.
     with torch.no_grad():
         assert sparse(**batch)[logits_name].shape == dense_logits.shape
+    # BERT's outputs by default: (batch, seq, vocab) logits even with labels.
+    default = make_model(model_class, tiny_config)
+    assert default.config.sparse_prediction is False
+    with torch.no_grad():
+        assert torch.equal(default(**batch, labels=labels)[logits_name], dense_logits)
 
 
 @pytest.mark.parametrize("model_class", MLM_HEADS, ids=lambda c: c.__name__)
@@ -404,8 +486,15 @@ def test_hidden_states_and_attentions_on_request(tiny_config, batch):
     assert len(with_hidden.hidden_states) == tiny_config.num_hidden_layers + 1
     assert all(h.shape == (batch_size, seq_len, tiny_config.hidden_size) for h in with_hidden.hidden_states)
 
-    with pytest.raises(ValueError, match="attn_implementation='eager'"):
-        model(**batch, output_attentions=True)
+    # As BERT in transformers v5: sdpa computes no attention weights; it warns and the attentions are empty.
+    from transformers.integrations import sdpa_attention
+
+    sdpa_attention.logger.warning_once.cache_clear()
+    with CaptureLogger(sdpa_attention.logger) as captured, torch.no_grad():
+        sdpa_output = model(**batch, output_attentions=True)
+    assert "does not support `output_attentions=True`" in captured.out
+    assert sdpa_output.attentions == ()
+    torch.testing.assert_close(sdpa_output.logits, plain.logits, rtol=1e-5, atol=1e-5)
 
     model.set_attn_implementation("eager")
     with torch.no_grad():
@@ -460,15 +549,19 @@ def test_trainer_does_not_scale_the_loss_by_world_size(tiny_config, batch, tmp_p
         loss = trainer.compute_loss(model, dict(inputs), num_items_in_batch=num_items_in_batch)
     assert torch.allclose(loss, expected, rtol=0, atol=1e-6)
 
-    # Control: the same model advertising loss kwargs gets its loss scaled -- what the attribute prevents.
-    class ScaledGLMForMaskedLM(GLMForMaskedLM):
+    # Control: advertising loss kwargs, the model is handed the labelled-token count of both ranks, its
+    # ``loss_function`` divides the summed loss by it, and Trainer multiplies the result by the world size.
+    class LossKwargsGLMForMaskedLM(GLMForMaskedLM):
         accepts_loss_kwargs = True
 
-    control = make_model(ScaledGLMForMaskedLM, tiny_config)
+    control = make_model(LossKwargsGLMForMaskedLM, tiny_config)
     control_trainer = Trainer(model=control, args=args)
+    assert control_trainer.model_accepts_loss_kwargs is True
     with torch.no_grad():
+        halved = control(**inputs, num_items_in_batch=num_items_in_batch).loss
         scaled = control_trainer.compute_loss(control, dict(inputs), num_items_in_batch=num_items_in_batch)
-    assert torch.allclose(scaled, 2 * expected, rtol=0, atol=1e-5)
+    assert torch.allclose(halved, expected / 2, rtol=0, atol=1e-6)
+    assert torch.allclose(scaled, expected, rtol=0, atol=1e-6)
 
 
 def test_print_measured_deltas():

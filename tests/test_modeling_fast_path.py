@@ -1,9 +1,9 @@
 """The fast path computes the same function as the padded reference, and really skips the work it claims to skip.
 
-Fast path (the default config): ``unpad_inputs`` (embeddings and dense layers on the real tokens only),
-``sparse_prediction`` (MLM head on labelled tokens only), and a last layer whose queries and feed-forward run only for
-the tokens an output reads ([CLS], masked tokens). Reference: ``unpad_inputs=False, sparse_prediction=False``, i.e.
-BERT's padded computation. Every check is in fp32 with dropout off; the losses must agree within 1e-4 (they agree to
+Fast path (the default config plus ``sparse_prediction``, as pretraining runs it): ``unpad_inputs`` (embeddings and
+dense layers on the real tokens only), ``sparse_prediction`` (MLM head on labelled tokens only), and a last layer whose
+queries and feed-forward run only for the tokens an output reads ([CLS], masked tokens). Reference:
+``unpad_inputs=False, sparse_prediction=False``, i.e. BERT's padded computation. Every check is in fp32 with dropout off; the losses must agree within 1e-4 (they agree to
 ~1e-6), the gradients and logits within 1e-4 too.
 """
 
@@ -55,8 +55,9 @@ def mlm_labels(batch: dict, every: int = 4) -> torch.Tensor:
 
 
 def fast_and_reference(model_class, config: GLMConfig, attn_implementation: str = "sdpa", **config_overrides):
-    """The same weights twice: the fast path (default config) and BERT's padded computation."""
+    """The same weights twice: the fast path (default config + sparse prediction) and BERT's padded computation."""
     config = copy.deepcopy(config)
+    config.sparse_prediction = True
     for name, value in config_overrides.items():
         setattr(config, name, value)
     if model_class in (GLMForSequenceClassification, GLMForTokenClassification):
@@ -260,16 +261,19 @@ def test_attention_length_groups_cover_every_real_token_once(padding_side):
 
     assert sorted(layout.indices.tolist()) == mask.view(-1).nonzero().flatten().tolist()
     groups = layout.attention_groups
-    assert [(g.layout.batch_size, g.layout.seq_len) for g in groups] == [(3, 30), (1, 12), (3, 7)]
+    assert [(g.batch_size, g.seq_len) for g in groups] == [(3, 30), (1, 12), (3, 7)]
     assert sum(g.num_rows for g in groups) == layout.num_rows == sum(lengths)
-    assert sum(g.layout.batch_size * g.layout.seq_len**2 for g in groups) < len(lengths) * seq_len**2
+    assert sum(g.batch_size * g.seq_len**2 for g in groups) < len(lengths) * seq_len**2
+    assert groups[1].padding_mask() is None, "a group of one sequence has no padding"
 
     # Rows go longest sequence first; a group's grid row holds its sequence's tokens in order, then padding.
     grid = torch.arange(mask.numel()).view(*mask.shape, 1)
     rows = layout.to_rows(grid)
     for group, group_rows in zip(groups, rows.split([g.num_rows for g in groups])):
-        group_grid = group.layout.to_grid(group_rows)[..., 0]
-        for sequence_row, count in zip(group_grid, group.mask.sum(-1).tolist()):  # the 2D key mask, before GLMModel
+        group_grid = group.to_grid(group_rows)[..., 0]
+        padding_mask = group.padding_mask()
+        counts = [group.seq_len] * group.batch_size if padding_mask is None else padding_mask.sum(-1).tolist()
+        for sequence_row, count in zip(group_grid, counts):
             positions = sequence_row[:count]
             assert bool((positions.diff() > 0).all()) and len(set((positions // seq_len).tolist())) == 1
 
