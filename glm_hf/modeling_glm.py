@@ -20,7 +20,8 @@ What makes it cheaper than BERT while computing the same function on the real to
 * **Sparse MLM prediction** (``config.sparse_prediction``, off by default): with MLM ``labels``, the prediction head
   (transform and vocabulary decoder) runs only on the labelled tokens.
 * **One Q/K/V matmul**: the three projections are concatenated at call time into one ``(3 * hidden, hidden)`` matmul;
-  the saved parameters keep BERT's ``query``/``key``/``value`` names and shapes.
+  the saved parameters keep BERT's ``query``/``key``/``value`` names and shapes (and a PEFT LoRA layer put on
+  ``query``/``value`` is called as such).
 * Row gathers and scatters are ``index_select`` / ``index_copy_`` in both directions (autograd's backward of advanced
   indexing is an accumulating ``index_put`` that is slow on CPU).
 
@@ -294,11 +295,20 @@ class GLMSelfAttention(nn.Module):
         # An encoder: SDPA and flash attention must not apply a causal mask.
         self.is_causal = False
 
-    def _project(self, hidden_states: torch.Tensor, layout: TokenLayout, projections: tuple[nn.Linear, ...]):
-        """Several projections as one matmul (weights concatenated), split into ``(batch, heads, seq, head_size)``."""
+    @staticmethod
+    def _linear(hidden_states: torch.Tensor, projections: tuple[nn.Module, ...]) -> torch.Tensor:
+        """The projections' outputs side by side: one matmul (weights concatenated) for plain ``nn.Linear`` layers.
+        A wrapped or hooked projection (a PEFT LoRA layer, a quantized one) computes more than its ``weight``: then
+        each module is called."""
+        if any(type(p) is not nn.Linear or p._forward_hooks or p._forward_pre_hooks for p in projections):
+            return torch.cat([p(hidden_states) for p in projections], dim=-1)
         weight = torch.cat([p.weight for p in projections]) if len(projections) > 1 else projections[0].weight
         bias = torch.cat([p.bias for p in projections]) if len(projections) > 1 else projections[0].bias
-        grid = layout.to_grid(F.linear(hidden_states, weight, bias))
+        return F.linear(hidden_states, weight, bias)
+
+    def _project(self, hidden_states: torch.Tensor, layout: TokenLayout, projections: tuple[nn.Module, ...]):
+        """Several projections as one matmul, split into ``(batch, heads, seq, head_size)`` grids."""
+        grid = layout.to_grid(self._linear(hidden_states, projections))
         batch_size, seq_len = grid.shape[:2]
         grid = grid.view(batch_size, seq_len, len(projections), self.num_attention_heads, self.attention_head_size)
         return grid.permute(2, 0, 3, 1, 4).unbind(0)
@@ -349,9 +359,7 @@ class GLMSelfAttention(nn.Module):
     ) -> torch.Tensor:
         """Attention of each length group in its own grid (``layout.attention_groups``); rows in, rows out."""
         groups = layout.attention_groups
-        weight = torch.cat([self.query.weight, self.key.weight, self.value.weight])
-        bias = torch.cat([self.query.bias, self.key.bias, self.value.bias])
-        qkv = F.linear(hidden_states, weight, bias)
+        qkv = self._linear(hidden_states, (self.query, self.key, self.value))
         # split (not slicing): its backward is one concatenation, not a zero-filled copy per group.
         outputs = []
         for group, group_mask, group_rows in zip(groups, group_masks, qkv.split([g.num_rows for g in groups])):
