@@ -868,7 +868,9 @@ class GLMForMaskedLM(GLMPreTrainedModel):
         if labels is not None:
             targets = labels[labelled] if sparse else labels
             loss = self.loss_function(logits, targets, vocab_size=logits.shape[-1], **kwargs)
-        return MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
+        return MaskedLMOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
 
 
 @auto_docstring(

@@ -3,8 +3,8 @@
 Fast path (the default config plus ``sparse_prediction``, as pretraining runs it): ``unpad_inputs`` (embeddings and
 dense layers on the real tokens only), ``sparse_prediction`` (MLM head on labelled tokens only), and a last layer whose
 queries and feed-forward run only for the tokens an output reads ([CLS], masked tokens). Reference:
-``unpad_inputs=False, sparse_prediction=False``, i.e. BERT's padded computation. Every check is in fp32 with dropout off; the losses must agree within 1e-4 (they agree to
-~1e-6), the gradients and logits within 1e-4 too.
+``unpad_inputs=False, sparse_prediction=False``, i.e. BERT's padded computation. Every check is in fp32 with dropout
+off; the losses must agree within 1e-4 (they agree to ~1e-6), the gradients and logits within 1e-4 too.
 """
 
 import copy
