@@ -14,6 +14,10 @@ MODEL_SIZES = {
 }
 
 
+PRETRAINING_OBJECTIVES = ("mlm_nsp", "mlm_sop", "mlm", "rtd")
+CLASSIFIER_POOLING = ("cls", "mean")
+
+
 @strict
 class GLMConfig(PreTrainedConfig):
     r"""Configuration for [`GLMModel`] and its heads.
@@ -29,6 +33,18 @@ class GLMConfig(PreTrainedConfig):
       MLM ``logits`` / ``prediction_logits`` are then of shape ``(num_labelled_tokens, vocab_size)`` in the order of
       ``labels[labels != -100]`` instead of ``(batch_size, seq_len, vocab_size)``. Without labels the logits always
       cover every position. Turn it on for pretraining: the same loss for less work.
+
+    Pretraining and fine-tuning choices:
+
+    - ``pretraining_objective``: the heads of [`GLMForPreTraining`]: ``"mlm_nsp"`` (BERT's MLM + next sentence
+      prediction, the default), ``"mlm_sop"`` (MLM + ALBERT's sentence-order prediction: the same two-way head, label
+      1 = segments swapped), ``"mlm"`` (MLM alone) or ``"rtd"`` (ELECTRA's replaced-token detection).
+    - ``generator_num_hidden_layers`` (``rtd``): layers of the small MLM generator that fills the masked positions; it
+      shares the discriminator's embeddings, so its width is the discriminator's. 0: no generator network -- the
+      replacements are drawn from ``generator_token_probabilities`` (e.g. the corpus's unigram distribution).
+    - ``rtd_loss_weight`` (``rtd``): weight of the discriminator's loss against the generator's MLM loss (ELECTRA: 50).
+    - ``classifier_pooling``: what [`GLMForSequenceClassification`] reads: ``"cls"`` (the pooler on [CLS], BERT) or
+      ``"mean"`` (the mean of the last layer over the real tokens).
 
     Sequence classification always runs the last layer's queries and feed-forward for [CLS] only (the pooler reads
     nothing else), unless hidden states or attentions are asked for; the heads name the positions they read with
@@ -61,6 +77,10 @@ class GLMConfig(PreTrainedConfig):
     tie_word_embeddings: bool = True
     unpad_inputs: bool = True
     sparse_prediction: bool = False
+    pretraining_objective: str = "mlm_nsp"
+    generator_num_hidden_layers: int = 0
+    rtd_loss_weight: float | int = 50.0
+    classifier_pooling: str = "cls"
 
     @classmethod
     def from_size(cls, size: str, **kwargs) -> "GLMConfig":
@@ -105,6 +125,20 @@ class GLMConfig(PreTrainedConfig):
             raise ValueError(f"initializer_range must be > 0, got {self.initializer_range!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
+        if self.pretraining_objective not in PRETRAINING_OBJECTIVES:
+            raise ValueError(
+                f"pretraining_objective must be one of {list(PRETRAINING_OBJECTIVES)}, got {self.pretraining_objective!r}"
+            )
+        layers = self.generator_num_hidden_layers
+        if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= self.num_hidden_layers:
+            raise ValueError(
+                f"generator_num_hidden_layers must be an integer in [0, num_hidden_layers={self.num_hidden_layers}] "
+                f"(ELECTRA's generator is smaller than its discriminator), got {layers!r}"
+            )
+        if not self.rtd_loss_weight > 0:
+            raise ValueError(f"rtd_loss_weight must be > 0, got {self.rtd_loss_weight!r}")
+        if self.classifier_pooling not in CLASSIFIER_POOLING:
+            raise ValueError(f"classifier_pooling must be one of {list(CLASSIFIER_POOLING)}, got {self.classifier_pooling!r}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"pad_token_id must be None or in [0, vocab_size={self.vocab_size}), got {self.pad_token_id!r}"

@@ -521,6 +521,41 @@ class GLMPreTrainingHeads(nn.Module):
         return self.predictions(sequence_output), self.seq_relationship(pooled_output)
 
 
+class GLMDiscriminatorHead(nn.Module):
+    """ELECTRA's discriminator head: dense -> activation -> one logit per token (replaced or original)."""
+
+    def __init__(self, config: GLMConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act] if isinstance(config.hidden_act, str) else config.hidden_act
+        self.dense_prediction = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dense_prediction(self.activation(self.dense(hidden_states))).squeeze(-1)
+
+
+def generator_config(config: GLMConfig) -> GLMConfig:
+    """The RTD generator's config: the discriminator's, with ``generator_num_hidden_layers`` layers."""
+    return GLMConfig(**{**config.to_dict(), "num_hidden_layers": config.generator_num_hidden_layers})
+
+
+# Every embedding parameter of the RTD generator is the discriminator's (ELECTRA shares token and position
+# embeddings), and its MLM decoder is the word embedding matrix.
+_GENERATOR_TIED_WEIGHTS = {
+    **{
+        f"generator.embeddings.{name}": f"glm.embeddings.{name}"
+        for name in (
+            "word_embeddings.weight",
+            "position_embeddings.weight",
+            "token_type_embeddings.weight",
+            "LayerNorm.weight",
+            "LayerNorm.bias",
+        )
+    },
+    "generator_head.decoder.weight": "glm.embeddings.word_embeddings.weight",
+}
+
+
 @auto_docstring
 class GLMPreTrainedModel(PreTrainedModel):
     config_class = GLMConfig
@@ -728,19 +763,31 @@ class GLMForPreTrainingOutput(ModelOutput):
         MLM scores; `(num_labelled, vocab_size)` in the order of `labels[labels != -100]` with `labels` and
         `config.sparse_prediction`.
     seq_relationship_logits (`torch.FloatTensor` of shape `(batch_size, 2)`):
-        NSP scores; class 0 = segment B continues A, 1 = B is random.
+        NSP scores (class 0 = segment B continues A, 1 = B is random) or SOP scores (1 = A and B swapped).
+    discriminator_logits (`torch.FloatTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        Replaced-token detection (`pretraining_objective="rtd"`): > 0 where the discriminator calls the token
+        replaced; 0 at padding.
+    discriminator_labels (`torch.LongTensor` of shape `(batch_size, sequence_length)`, *optional*):
+        What the discriminator was trained against (with `labels`, RTD): 1 where the generator's token differs from
+        the original, 0 at the other real tokens, -100 at padding.
     """
 
     loss: torch.Tensor | None = None
     prediction_logits: torch.Tensor | None = None
     seq_relationship_logits: torch.Tensor | None = None
+    discriminator_logits: torch.Tensor | None = None
+    discriminator_labels: torch.Tensor | None = None
     hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @auto_docstring(
     custom_intro="""
-    GLM with the two pretraining heads: masked language modelling and next sentence prediction.
+    GLM with the heads of its pretraining objective (`config.pretraining_objective`): masked language modelling with
+    next sentence prediction (BERT) or sentence-order prediction (ALBERT), masked language modelling alone, or
+    replaced-token detection (ELECTRA: a discriminator head on every token, and a small generator that shares the
+    embeddings -- or, with `generator_num_hidden_layers=0`, replacements drawn from `generator_token_probabilities`).
+    Whatever the objective, `glm` is a plain GLM encoder that every other head loads for fine-tuning.
     """
 )
 class GLMForPreTraining(GLMPreTrainedModel):
@@ -748,15 +795,47 @@ class GLMForPreTraining(GLMPreTrainedModel):
 
     def __init__(self, config: GLMConfig):
         super().__init__(config)
+        self.objective = config.pretraining_objective
         self.glm = GLMModel(config)
-        self.cls = GLMPreTrainingHeads(config)
+        if self.objective == "rtd":
+            self.discriminator = GLMDiscriminatorHead(config)
+            self.generator = self.generator_head = None
+            if config.generator_num_hidden_layers > 0:
+                self.generator = GLMModel(generator_config(config), add_pooling_layer=False)
+                self.generator_head = GLMLMPredictionHead(config)
+                self._tied_weights_keys = dict(_GENERATOR_TIED_WEIGHTS)
+            else:
+                self._tied_weights_keys = {}
+            # The statistical generator's distribution (saved with the model); uniform until set from a corpus.
+            self.register_buffer(
+                "generator_token_probabilities", torch.full((config.vocab_size,), 1.0 / config.vocab_size)
+            )
+        elif self.objective == "mlm":
+            self.cls = GLMOnlyMLMHead(config)
+        else:
+            self.cls = GLMPreTrainingHeads(config)
         self.post_init()
 
     def get_output_embeddings(self):
+        if self.objective == "rtd":
+            return None if self.generator_head is None else self.generator_head.decoder
         return self.cls.predictions.decoder
 
     def set_output_embeddings(self, new_embeddings):
-        self.cls.predictions.decoder = new_embeddings
+        if self.objective == "rtd":
+            self.generator_head.decoder = new_embeddings
+        else:
+            self.cls.predictions.decoder = new_embeddings
+
+    def set_generator_distribution(self, probabilities: torch.Tensor) -> None:
+        """The distribution replacements are drawn from when there is no generator network (e.g. unigram)."""
+        if self.objective != "rtd" or self.generator is not None:
+            raise ValueError("a token distribution replaces the generator of pretraining_objective='rtd' with "
+                             "generator_num_hidden_layers=0 only")
+        if probabilities.shape != self.generator_token_probabilities.shape or not bool((probabilities >= 0).all()):
+            raise ValueError(f"the distribution must be {tuple(self.generator_token_probabilities.shape)} "
+                             "non-negative values")
+        self.generator_token_probabilities.copy_(probabilities / probabilities.sum())
 
     @can_return_tuple
     @auto_docstring
@@ -776,37 +855,87 @@ class GLMForPreTraining(GLMPreTrainedModel):
             MLM targets in `[0, ..., config.vocab_size - 1]`, -100 where no prediction is asked. With
             `config.sparse_prediction`, only the labelled tokens go through the last layer's queries and feed-forward
             and through the prediction head, and the logits are `(num_labelled, vocab_size)` in the order of
-            `labels[labels != -100]`.
+            `labels[labels != -100]`. RTD: the original tokens of the positions to replace (the inputs hold [MASK]
+            there): the generator fills them, and the discriminator learns which tokens differ from `labels`.
         next_sentence_label (`torch.LongTensor` of shape `(batch_size,)`, *optional*):
-            0 when segment B continues segment A, 1 when B is a random segment.
+            NSP: 0 when segment B continues segment A, 1 when B is a random segment. SOP: 1 when they are swapped.
         """
+        inputs = dict(attention_mask=attention_mask, token_type_ids=token_type_ids, position_ids=position_ids)
+        if self.objective == "rtd":
+            if inputs_embeds is not None:
+                raise ValueError("replaced-token detection replaces token ids: pass input_ids, not inputs_embeds")
+            return self._replaced_token_detection(input_ids, labels, inputs, **kwargs)
         sparse = labels is not None and self.config.sparse_prediction
         labelled = labels != -100 if sparse else None
         outputs = self.glm(
-            input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            position_ids=position_ids,
-            inputs_embeds=inputs_embeds,
-            output_positions=labelled,
-            return_dict=True,
-            **kwargs,
+            input_ids, inputs_embeds=inputs_embeds, output_positions=labelled, return_dict=True, **inputs, **kwargs
         )
         sequence_output = outputs.selected_hidden_state if sparse else outputs.last_hidden_state
-        prediction_logits, seq_relationship_logits = self.cls(sequence_output, outputs.pooler_output)
+        if self.objective == "mlm":
+            prediction_logits, seq_relationship_logits = self.cls(sequence_output), None
+        else:
+            prediction_logits, seq_relationship_logits = self.cls(sequence_output, outputs.pooler_output)
 
         loss = None
         if labels is not None:
             targets = labels[labelled] if sparse else labels
             vocab_size = prediction_logits.shape[-1]
             loss = F.cross_entropy(prediction_logits.float().view(-1, vocab_size), targets.reshape(-1))
-        if next_sentence_label is not None:
-            nsp_loss = F.cross_entropy(seq_relationship_logits.float().view(-1, 2), next_sentence_label.view(-1))
-            loss = nsp_loss if loss is None else loss + nsp_loss
+        if next_sentence_label is not None and seq_relationship_logits is not None:
+            pair_loss = F.cross_entropy(seq_relationship_logits.float().view(-1, 2), next_sentence_label.view(-1))
+            loss = pair_loss if loss is None else loss + pair_loss
         return GLMForPreTrainingOutput(
             loss=loss,
             prediction_logits=prediction_logits,
             seq_relationship_logits=seq_relationship_logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+        )
+
+    def _replaced_token_detection(self, input_ids, labels, inputs: dict, **kwargs) -> GLMForPreTrainingOutput:
+        """ELECTRA: fill the positions of ``labels`` with generated tokens, then tell every token original or not.
+        Without ``labels`` the discriminator scores ``input_ids`` as they are."""
+        prediction_logits = generator_loss = discriminator_labels = None
+        corrupted = input_ids
+        if labels is not None:
+            chosen = labels != -100
+            originals = labels[chosen]
+            if self.generator is not None:
+                generated = self.generator(input_ids, output_positions=chosen, return_dict=True, **inputs)
+                prediction_logits = self.generator_head(generated.selected_hidden_state)
+                generator_loss = F.cross_entropy(prediction_logits.float(), originals)
+                # Sampled, not the argmax: plausible but wrong tokens are what the discriminator learns from.
+                with torch.no_grad():
+                    sampled = torch.multinomial(F.softmax(prediction_logits.detach().float(), dim=-1), 1).squeeze(-1)
+            else:
+                sampled = torch.multinomial(self.generator_token_probabilities, originals.numel(), replacement=True)
+            corrupted = input_ids.masked_scatter(chosen, sampled)
+            discriminator_labels = chosen & (corrupted != labels)
+            discriminator_labels = discriminator_labels.long()
+            if inputs["attention_mask"] is not None:
+                discriminator_labels = discriminator_labels.masked_fill(inputs["attention_mask"] == 0, -100)
+        outputs = self.glm(corrupted, return_dict=True, **inputs, **kwargs)
+        # The head runs on the real tokens only (padding rows of the grid are zeros and are never read).
+        real = (
+            torch.ones_like(corrupted, dtype=torch.bool)
+            if inputs["attention_mask"] is None
+            else inputs["attention_mask"].bool()
+        )
+        discriminator_logits = outputs.last_hidden_state.new_zeros(corrupted.shape).masked_scatter(
+            real, self.discriminator(outputs.last_hidden_state[real])
+        )
+        loss = None
+        if labels is not None:
+            loss = self.config.rtd_loss_weight * F.binary_cross_entropy_with_logits(
+                discriminator_logits[real].float(), discriminator_labels[real].float()
+            )
+            if generator_loss is not None:
+                loss = loss + generator_loss
+        return GLMForPreTrainingOutput(
+            loss=loss,
+            prediction_logits=prediction_logits,
+            discriminator_logits=discriminator_logits,
+            discriminator_labels=discriminator_labels,
             hidden_states=outputs.hidden_states,
             attentions=outputs.attentions,
         )
@@ -907,9 +1036,12 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
             (`problem_type="multi_label_classification"`, binary cross-entropy).
         """
         grid = input_ids if input_ids is not None else inputs_embeds
-        # The classifier reads the pooled [CLS] alone: the last layer runs for [CLS] only.
-        cls_position = torch.zeros(grid.shape[:2], dtype=torch.bool, device=grid.device)
-        cls_position[:, 0] = True
+        mean_pooling = self.config.classifier_pooling == "mean"
+        # With [CLS] pooling the classifier reads the pooled [CLS] alone: the last layer runs for [CLS] only.
+        cls_position = None
+        if not mean_pooling:
+            cls_position = torch.zeros(grid.shape[:2], dtype=torch.bool, device=grid.device)
+            cls_position[:, 0] = True
         outputs = self.glm(
             input_ids,
             attention_mask=attention_mask,
@@ -920,7 +1052,13 @@ class GLMForSequenceClassification(GLMPreTrainedModel):
             return_dict=True,
             **kwargs,
         )
-        logits = self.classifier(self.dropout(outputs.pooler_output))
+        if mean_pooling:  # padding positions of last_hidden_state may be zeros or not: weigh by the mask
+            weights = torch.ones(grid.shape[:2], device=grid.device) if attention_mask is None else attention_mask
+            weights = weights.to(outputs.last_hidden_state.dtype)[..., None]
+            pooled = (outputs.last_hidden_state * weights).sum(1) / weights.sum(1).clamp(min=1)
+        else:
+            pooled = outputs.pooler_output
+        logits = self.classifier(self.dropout(pooled))
         loss = None
         if labels is not None:
             loss = self.loss_function(labels, logits, self.config, **kwargs)

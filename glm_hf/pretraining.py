@@ -1,17 +1,20 @@
-"""MLM + NSP pretraining of GLM (from scratch or continued), in the style of transformers' ``run_mlm.py``.
+"""Pretraining of GLM (from scratch or continued), in the style of transformers' ``run_mlm.py``: BERT's MLM + NSP
+(the reference), MLM + sentence-order prediction, MLM alone on packed text, or ELECTRA's replaced-token detection
+(``--objective``), with an optional masking-rate schedule and per-corpus sampling weights.
 
 ``python recipes/pretrain.py --tokenizer_name TOK --dataset_name embedded --model_size mini --max_steps 1000
 --output_dir OUT`` plus any ``TrainingArguments`` flag. The same command runs on one process, under
 ``accelerate launch --multi_gpu --num_processes N`` or ``torchrun --nproc_per_node N`` (add ``--use_cpu`` for
 CPU/gloo), with ``--bf16``/``--fp16``, and ``--resume_from_checkpoint``.
 
-Pipeline: documents (:mod:`glm_hf.corpora`) -> tokens per sentence -> NSP sentence pairs
-(:mod:`glm_hf.pretraining_data`, ``datasets.map``, cached) -> masking collator (:mod:`glm_hf.collator`) -> Trainer.
-The evaluation set is masked once, so every evaluation scores the same positions; it reports MLM accuracy, MLM
-perplexity and NSP accuracy through the local ``evaluate`` modules in ``glm_hf/metrics``.
+Pipeline: documents (:mod:`glm_hf.corpora`) -> tokens per sentence -> sentence pairs (NSP/SOP) or packed windows
+(:mod:`glm_hf.pretraining_data`, ``datasets.map``, cached) -> optional per-corpus weighting -> masking collator
+(:mod:`glm_hf.collator`) -> Trainer. The evaluation set is masked once, so every evaluation scores the same positions;
+it reports MLM accuracy/perplexity, NSP/SOP accuracy, the discriminator's accuracy (RTD), and the unigram/bigram
+cloze baselines on the same masked positions (:mod:`glm_hf.cloze`), through the local ``evaluate`` modules.
 
-The training loss of a step is the MLM cross-entropy averaged over every masked token of the step's whole batch
-(all processes, all gradient-accumulation micro-batches) plus the NSP cross-entropy averaged over all its pairs
+Each loss term of a step is averaged over the items of the step's whole batch (all processes, all
+gradient-accumulation micro-batches): MLM over masked tokens, NSP/SOP over pairs, RTD over real tokens
 (:class:`PreTrainingTrainer`), so N processes x B examples train exactly like 1 process x N*B examples.
 
 The output folder holds the model (with its code, loadable with ``AutoModelForPreTraining`` or any other head),
@@ -24,6 +27,7 @@ import math
 import os
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import transformers
@@ -37,11 +41,18 @@ from transformers import (
     set_seed,
 )
 
-from .collator import DataCollatorForPreTraining, MaskingEpochCallback, mask_dataset
+from .cloze import NgramCloze
+from .collator import (
+    DataCollatorForPreTraining,
+    MaskingEpochCallback,
+    MaskingRateCallback,
+    mask_dataset,
+    unigram_distribution,
+)
 from .configuration_glm import MODEL_SIZES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
 from .plots import save_loss_curve
-from .pretraining_data import create_nsp_examples, nsp_example_stats, tokenize_documents
+from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
 from .training_setup import apply_config_overrides, checkpoint_to_resume, is_args_file, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -92,9 +103,39 @@ class ModelArguments:
             raise ValueError("from scratch, pass --tokenizer_name (e.g. a folder from 'glm-hf train-tokenizer')")
 
 
+# The objectives: what the examples are, which head learns, what the loss is (GLMConfig.pretraining_objective).
+OBJECTIVES = {
+    "mlm_nsp": "BERT's masked LM + next sentence prediction on sentence pairs (the reference)",
+    "mlm_sop": "masked LM + ALBERT's sentence-order prediction on sentence pairs",
+    "mlm": "masked LM alone on contiguous packed text (RoBERTa)",
+    "rtd": "ELECTRA's replaced-token detection on packed text: a small generator (config generator_num_hidden_layers"
+    " > 0) or the corpus's unigram distribution fills the masked positions, the discriminator tells every token "
+    "original or replaced",
+}
+SENTENCE_TASK_OF = {"mlm_nsp": "nsp", "mlm_sop": "sop"}
+
+
+def parse_corpus_weights(spec: str | None) -> dict[str, float] | None:
+    """``"reviews=3,peoples_daily=1"`` -> ``{"reviews": 3.0, "peoples_daily": 1.0}`` (checked: positive numbers)."""
+    if not spec:
+        return None
+    weights = {}
+    for item in spec.split(","):
+        name, _, value = item.partition("=")
+        try:
+            weights[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"corpus_weights must look like 'reviews=3,peoples_daily=1', got {spec!r}") from None
+        if not weights[name.strip()] >= 0 or not name.strip():
+            raise ValueError(f"corpus_weights: each weight must be a number >= 0 after a corpus name, got {item!r}")
+    if not any(weights.values()):
+        raise ValueError(f"corpus_weights: at least one weight must be > 0, got {spec!r}")
+    return weights
+
+
 @dataclass
 class DataTrainingArguments:
-    """What to pretrain on and how to make MLM + NSP examples of it."""
+    """What to pretrain on, with which objective, and how to make its examples."""
 
     dataset_name: str | None = field(
         default=None,
@@ -123,7 +164,22 @@ class DataTrainingArguments:
     nsp_probability: float = field(
         default=0.5, metadata={"help": "Probability that segment B is a random segment (label 1)."}
     )
-    mlm_probability: float = field(default=0.15, metadata={"help": "Share of the tokens to predict."})
+    objective: str = field(
+        default="mlm_nsp",
+        metadata={"help": f"Pretraining objective, one of {list(OBJECTIVES)}: " + "; ".join(
+            f"{name}: {description}" for name, description in OBJECTIVES.items()), "choices": list(OBJECTIVES)},
+    )
+    corpus_weights: str | None = field(
+        default=None,
+        metadata={"help": "Sampling weight of each corpus (the 'source' of a document), e.g. "
+                  "'reviews=3,peoples_daily=1' for the embedded corpus; unset: every example once per epoch."},
+    )
+    mlm_probability: float = field(
+        default=0.15, metadata={"help": "Share of the tokens to predict (rtd: to replace); at step 0 with a schedule."}
+    )
+    mlm_probability_end: float | None = field(
+        default=None, metadata={"help": "Linear masking-rate schedule: the rate at the last step (e.g. 0.4 -> 0.15)."}
+    )
     mask_replace_prob: float = field(default=0.8, metadata={"help": "Of the tokens to predict: share set to [MASK]."})
     random_replace_prob: float = field(
         default=0.1, metadata={"help": "Of the tokens to predict: share set to a random token (the rest: unchanged)."}
@@ -152,6 +208,13 @@ class DataTrainingArguments:
             raise ValueError(
                 f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {self.document_separator!r}"
             )
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        for name in ("mlm_probability", "mlm_probability_end"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"{name} must be in (0, 1), got {value}")
+        self.corpus_weight_map = parse_corpus_weights(self.corpus_weights)
         if not 5 <= self.max_seq_length <= 4096:
             raise ValueError(f"max_seq_length must be in [5, 4096], got {self.max_seq_length}")
         limits = ("max_train_documents", "max_train_samples", "max_eval_samples")
@@ -167,10 +230,12 @@ class DataTrainingArguments:
 
 @dataclass
 class StepItemCounts:
-    """How many masked tokens and sentence pairs one optimizer step has (over all processes when ``global_``)."""
+    """How many masked tokens, sentence pairs and real tokens one optimizer step has (over all processes when
+    ``global_``): the denominators of the MLM, sentence-task and replaced-token-detection losses."""
 
     masked_tokens: torch.Tensor
     pairs: torch.Tensor
+    tokens: torch.Tensor
     global_: bool
 
 
@@ -181,41 +246,66 @@ def _masked_lm_logits(prediction_logits: torch.Tensor, labels: torch.Tensor) -> 
     return prediction_logits
 
 
+def summed_pretraining_losses(outputs, labels: torch.Tensor, pair_labels: torch.Tensor | None) -> dict:
+    """Each objective term summed (not averaged) over its items, so that a step can divide by the step's counts."""
+    sums = {}
+    if outputs.get("prediction_logits") is not None:  # MLM, or the RTD generator's MLM
+        mlm_logits = _masked_lm_logits(outputs["prediction_logits"], labels)
+        sums["mlm"] = F.cross_entropy(mlm_logits.float(), labels[labels != -100], reduction="sum")
+    if pair_labels is not None:
+        sums["pairs"] = F.cross_entropy(
+            outputs["seq_relationship_logits"].float(), pair_labels.view(-1), reduction="sum"
+        )
+    if outputs.get("discriminator_logits") is not None:
+        targets = outputs["discriminator_labels"]
+        real = targets != -100
+        sums["rtd"] = F.binary_cross_entropy_with_logits(
+            outputs["discriminator_logits"][real].float(), targets[real].float(), reduction="sum"
+        )
+    return sums
+
+
 class PreTrainingTrainer(Trainer):
     """Trainer whose training loss is normalized over the whole batch of an optimizer step.
 
     The model's own loss is a mean over *its* batch: with several processes or gradient accumulation steps, the
     average of those means weighs a masked token of a batch with few masks more than one of a batch with many. Here
-    the MLM part is ``sum of token losses / masked tokens of the step`` and the NSP part ``sum / pairs of the step``,
-    counted over all micro-batches and (with ``average_tokens_across_devices``, the default) all processes -- the
-    same thing Trainer does with ``num_items_in_batch`` for single-loss models -- so the gradient is exactly that of
-    one big batch. Evaluation keeps the model's own loss.
+    each term is ``sum over its items / items of the step`` -- MLM over masked tokens, NSP/SOP over pairs,
+    replaced-token detection over real tokens (times ``config.rtd_loss_weight``) -- counted over all micro-batches
+    and (with ``average_tokens_across_devices``, the default) all processes, the same thing Trainer does with
+    ``num_items_in_batch`` for single-loss models, so the gradient is exactly that of one big batch. Evaluation keeps
+    the model's own loss.
     """
 
     loss_is_scaled_for_ga = True
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if not batch_samples or not all("labels" in b and "next_sentence_label" in b for b in batch_samples):
-            raise ValueError("pretraining batches need 'labels' and 'next_sentence_label' (DataCollatorForPreTraining)")
+        if not batch_samples or not all("labels" in b for b in batch_samples):
+            raise ValueError("pretraining batches need 'labels' (DataCollatorForPreTraining)")
         masked_tokens = sum(int((batch["labels"] != -100).sum()) for batch in batch_samples)
-        pairs = sum(len(batch["next_sentence_label"]) for batch in batch_samples)
-        counts = torch.tensor([masked_tokens, pairs], dtype=torch.long, device=device)
+        pairs = sum(len(batch["next_sentence_label"]) for batch in batch_samples if "next_sentence_label" in batch)
+        tokens = sum(int(batch["attention_mask"].sum()) for batch in batch_samples)
+        counts = torch.tensor([masked_tokens, pairs, tokens], dtype=torch.long, device=device)
         global_ = self.args.average_tokens_across_devices and self.args.world_size > 1
         if global_:
-            counts = self.accelerator.gather(counts).view(-1, 2).sum(0)
-        return batch_samples, StepItemCounts(counts[0], counts[1], global_)
+            counts = self.accelerator.gather(counts).view(-1, 3).sum(0)
+        return batch_samples, StepItemCounts(counts[0], counts[1], counts[2], global_)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not isinstance(num_items_in_batch, StepItemCounts):  # evaluation: the model's loss
             return super().compute_loss(model, inputs, return_outputs=return_outputs)
-        labels, pair_labels = inputs["labels"], inputs["next_sentence_label"]
         outputs = model(**inputs)
-        mlm_logits = _masked_lm_logits(outputs["prediction_logits"], labels)
-        mlm_sum = F.cross_entropy(mlm_logits.float(), labels[labels != -100], reduction="sum")
-        nsp_sum = F.cross_entropy(outputs["seq_relationship_logits"].float(), pair_labels.view(-1), reduction="sum")
-        # clamp: a step whose batch has no masked token (impossible with the collator) must not divide by zero
-        loss = mlm_sum / num_items_in_batch.masked_tokens.clamp(min=1) + nsp_sum / num_items_in_batch.pairs.clamp(min=1)
+        sums = summed_pretraining_losses(outputs, inputs["labels"], inputs.get("next_sentence_label"))
+        # clamp: a step without items of a kind (impossible with the collators) must not divide by zero
+        loss = 0.0
+        if "mlm" in sums:
+            loss = loss + sums["mlm"] / num_items_in_batch.masked_tokens.clamp(min=1)
+        if "pairs" in sums:
+            loss = loss + sums["pairs"] / num_items_in_batch.pairs.clamp(min=1)
+        if "rtd" in sums:
+            weight = self.accelerator.unwrap_model(model).config.rtd_loss_weight
+            loss = loss + weight * sums["rtd"] / num_items_in_batch.tokens.clamp(min=1)
         if num_items_in_batch.global_:
             # DDP averages gradients over processes; the global normalizers already did, so undo the average.
             loss = loss * self.accelerator.num_processes
@@ -227,50 +317,95 @@ class PreTrainingTrainer(Trainer):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def preprocess_logits_for_metrics(logits, labels):
+def pretraining_output_fields(objective: str, has_generator: bool = False) -> tuple[str, ...]:
+    """The tensors a GLMForPreTrainingOutput holds for ``objective``, in field order (what Trainer collects)."""
+    fields = ("prediction_logits",) if objective != "rtd" or has_generator else ()
+    if objective in SENTENCE_TASK_OF:
+        fields += ("seq_relationship_logits",)
+    if objective == "rtd":
+        fields += ("discriminator_logits", "discriminator_labels")
+    return fields
+
+
+def preprocess_logits_for_metrics(logits, labels, fields: tuple[str, ...] = ("prediction_logits", "seq_relationship_logits")):
     """Reduce the model outputs to what the metrics need, so evaluation never keeps ``(N, vocab)`` tensors.
 
-    Returns the predicted id and the cross-entropy of each masked position, laid out like ``labels`` (-100 / 0
-    elsewhere, so they line up with ``labels[labels != -100]`` after Trainer pads and concatenates the batches), and
-    the predicted NSP label of each pair.
+    ``logits`` are the output tensors Trainer collected, named by ``fields`` (see :func:`pretraining_output_fields`;
+    bind them with ``functools.partial``). Returns, laid out like ``labels`` (-100 / 0 elsewhere, so that they line
+    up after Trainer pads and concatenates the batches): the predicted id and the cross-entropy of each masked
+    position; the predicted label of each pair (-100 without a sentence task); the discriminator's call (1 replaced)
+    and its target at each real token (-100 elsewhere, and everywhere without RTD).
     """
-    prediction_logits, seq_relationship_logits = logits[0], logits[1]
+    outputs = dict(zip(fields, logits if isinstance(logits, (tuple, list)) else (logits,)))
     mlm_labels = labels[0] if isinstance(labels, (tuple, list)) else labels
-    selected = mlm_labels != -100
-    mlm_logits = _masked_lm_logits(prediction_logits, mlm_labels).float()
-    token_losses = F.cross_entropy(mlm_logits, mlm_labels[selected], reduction="none")
+    batch_size = mlm_labels.shape[0]
+    prediction_logits = outputs.get("prediction_logits")
+    seq_relationship_logits = outputs.get("seq_relationship_logits")
+    discriminator_logits, discriminator_labels = outputs.get("discriminator_logits"), outputs.get("discriminator_labels")
     predictions = torch.full_like(mlm_labels, -100)
-    predictions[selected] = mlm_logits.argmax(-1)
     losses = torch.zeros(mlm_labels.shape, dtype=torch.float32, device=mlm_labels.device)
-    losses[selected] = token_losses
-    return predictions, losses, seq_relationship_logits.argmax(-1)
+    selected = mlm_labels != -100
+    if prediction_logits is not None:
+        mlm_logits = _masked_lm_logits(prediction_logits, mlm_labels).float()
+        predictions[selected] = mlm_logits.argmax(-1)
+        losses[selected] = F.cross_entropy(mlm_logits, mlm_labels[selected], reduction="none")
+    pair_predictions = torch.full((batch_size,), -100, dtype=torch.long, device=mlm_labels.device)
+    if seq_relationship_logits is not None:
+        pair_predictions = seq_relationship_logits.argmax(-1)
+    rtd_predictions = torch.full_like(mlm_labels, -100)
+    rtd_labels = torch.full_like(mlm_labels, -100)
+    if discriminator_logits is not None:
+        real = discriminator_labels != -100
+        rtd_predictions[real] = (discriminator_logits[real] > 0).long()
+        rtd_labels[real] = discriminator_labels[real]
+    return predictions, losses, pair_predictions, rtd_predictions, rtd_labels
 
 
 class PreTrainingMetrics:
-    """``compute_metrics`` for Trainer: MLM accuracy/perplexity and NSP accuracy via the local evaluate modules."""
+    """``compute_metrics`` for Trainer, per objective, via the local evaluate modules: MLM accuracy / loss /
+    perplexity (for RTD: of the generator), NSP or SOP accuracy, and the discriminator's accuracy and F1 on the
+    replaced tokens. ``cloze_baseline`` (see :class:`glm_hf.cloze.NgramCloze`) adds what unigram and bigram models
+    score on the same masked positions, so a reader sees whether the model has left the n-gram stage."""
 
-    def __init__(self):
+    def __init__(self, objective: str = "mlm_nsp", cloze_baseline: dict | None = None):
         import evaluate
 
+        load = lambda name: evaluate.load(os.path.join(METRICS_DIR, name), keep_in_memory=True)  # noqa: E731
         # keep_in_memory: no cache files, so that processes of a distributed run never contend for them
-        self.masked_lm = evaluate.load(os.path.join(METRICS_DIR, "masked_lm"), keep_in_memory=True)
-        self.next_sentence = evaluate.load(os.path.join(METRICS_DIR, "next_sentence_prediction"), keep_in_memory=True)
+        self.objective, self.cloze_baseline = objective, cloze_baseline or {}
+        self.masked_lm = load("masked_lm")
+        self.sentence_pairs = load("next_sentence_prediction") if objective in SENTENCE_TASK_OF else None
+        self.accuracy, self.f1 = (load("accuracy"), load("f1")) if objective == "rtd" else (None, None)
 
     def __call__(self, eval_prediction) -> dict:
-        predictions, token_losses, pair_predictions = eval_prediction.predictions
-        labels, pair_labels = eval_prediction.label_ids
-        masked = labels != -100
-        mlm = self.masked_lm.compute(
-            predictions=predictions[masked], references=labels[masked], losses=token_losses[masked]
-        )
-        nsp = self.next_sentence.compute(predictions=pair_predictions.reshape(-1), references=pair_labels.reshape(-1))
-        return {
-            "mlm_accuracy": mlm["accuracy"],
-            "mlm_loss": mlm["loss"],
-            "perplexity": mlm["perplexity"],
-            "nsp_accuracy": nsp["accuracy"],
-            "nsp_predicted_random_rate": nsp["predicted_random_rate"],
-        }
+        predictions, token_losses, pair_predictions, rtd_predictions, rtd_labels = eval_prediction.predictions
+        label_ids = eval_prediction.label_ids
+        labels, pair_labels = label_ids if isinstance(label_ids, (tuple, list)) else (label_ids, None)
+        metrics = dict(self.cloze_baseline)
+        masked = (labels != -100) & (predictions != -100)
+        if masked.any():
+            mlm = self.masked_lm.compute(
+                predictions=predictions[masked], references=labels[masked], losses=token_losses[masked]
+            )
+            prefix = "generator_" if self.objective == "rtd" else ""
+            metrics.update({f"{prefix}mlm_accuracy": mlm["accuracy"], f"{prefix}mlm_loss": mlm["loss"],
+                            f"{prefix}perplexity": mlm["perplexity"]})
+        if self.sentence_pairs is not None and pair_labels is not None:
+            task = SENTENCE_TASK_OF[self.objective]
+            pairs = self.sentence_pairs.compute(
+                predictions=pair_predictions.reshape(-1), references=pair_labels.reshape(-1)
+            )
+            metrics[f"{task}_accuracy"] = pairs["accuracy"]
+            metrics[f"{task}_predicted_label_1_rate"] = pairs["predicted_random_rate"]
+        if self.accuracy is not None:
+            real = rtd_labels != -100
+            references, calls = rtd_labels[real], rtd_predictions[real]
+            metrics["rtd_accuracy"] = self.accuracy.compute(predictions=calls, references=references)["accuracy"]
+            metrics["rtd_replaced_f1"] = self.f1.compute(
+                predictions=calls, references=references, average="binary", pos_label=1
+            )["f1"]
+            metrics["rtd_replaced_rate"] = float(references.mean())
+        return metrics
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -309,17 +444,29 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
                 num_proc=num_proc,
                 load_from_cache_file=load_from_cache,
             )
-            examples[split] = create_nsp_examples(
-                tokenized,
-                tokenizer,
-                max_seq_length=data_args.max_seq_length,
-                short_seq_prob=data_args.short_seq_prob,
-                nsp_probability=data_args.nsp_probability,
-                seed=training_args.seed,
-                num_proc=num_proc,
-                load_from_cache_file=load_from_cache,
-            )
+            if data_args.objective in SENTENCE_TASK_OF:
+                examples[split] = create_nsp_examples(
+                    tokenized,
+                    tokenizer,
+                    max_seq_length=data_args.max_seq_length,
+                    short_seq_prob=data_args.short_seq_prob,
+                    nsp_probability=data_args.nsp_probability,
+                    seed=training_args.seed,
+                    num_proc=num_proc,
+                    load_from_cache_file=load_from_cache,
+                    sentence_task=SENTENCE_TASK_OF[data_args.objective],
+                )
+            else:
+                examples[split] = create_packed_examples(
+                    tokenized,
+                    tokenizer,
+                    max_seq_length=data_args.max_seq_length,
+                    num_proc=num_proc,
+                    load_from_cache_file=load_from_cache,
+                )
     train_dataset = examples["train"]
+    if data_args.corpus_weight_map is not None:
+        train_dataset = weigh_corpora(train_dataset, data_args.corpus_weight_map, seed=training_args.seed)
     if data_args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
     eval_dataset = examples.get("validation")
@@ -331,21 +478,43 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
 
     stats = {
         "train_documents": corpus_stats(documents["train"]),
-        "train_pairs": nsp_example_stats(train_dataset),
+        "train_examples": nsp_example_stats(train_dataset),
     }
     if eval_dataset is not None:
         stats["validation_documents"] = corpus_stats(documents["validation"])
-        stats["validation_pairs"] = nsp_example_stats(eval_dataset)
+        stats["validation_examples"] = nsp_example_stats(eval_dataset)
     return train_dataset, eval_dataset, stats
+
+
+def weigh_corpora(examples, weights: dict[str, float], seed: int):
+    """The examples of each corpus (column ``source``) sampled in proportion to ``weights`` (``datasets``'
+    ``interleave_datasets``, until every weighted corpus has been seen once); a corpus weighted 0 is left out."""
+    from datasets import interleave_datasets
+
+    present = sorted(set(examples["source"])) if "source" in examples.column_names else []
+    if set(weights) != set(present):
+        raise ValueError(
+            f"corpus_weights must give a weight to each corpus of the training data, {present or 'none (no source column)'}; "
+            f"got {sorted(weights)}"
+        )
+    kept = [name for name in present if weights[name] > 0]
+    parts = [examples.filter(lambda source, name=name: source == name, input_columns="source") for name in kept]
+    total = sum(weights[name] for name in kept)
+    return interleave_datasets(
+        parts, probabilities=[weights[name] / total for name in kept], seed=seed, stopping_strategy="all_exhausted"
+    )
 
 
 def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, tokenizer):
     """The checkpoint of --model_name_or_path, or a new model of --model_size / --config_name sized to the tokenizer."""
+    # The heads the objective trains; sparse prediction: the MLM head only runs where a label is.
+    objective_fields = {"pretraining_objective": data_args.objective, "sparse_prediction": True}
     if model_args.model_name_or_path is not None:
         model = AutoModelForPreTraining.from_pretrained(
             model_args.model_name_or_path,
             cache_dir=model_args.cache_dir,
             trust_remote_code=model_args.trust_remote_code,
+            **objective_fields,
         )
     else:
         if model_args.config_name is not None:
@@ -358,6 +527,7 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
             config = GLMConfig.from_size(
                 model_args.model_size, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id
             )
+        config.update(objective_fields)
         apply_config_overrides(config, model_args.config_overrides, logger)
         model = AutoModelForPreTraining.from_config(config, trust_remote_code=model_args.trust_remote_code)
         logger.info("Training a new model from scratch: %.2fM parameters", model.num_parameters() / 1e6)
@@ -370,9 +540,17 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
         raise ValueError(
             f"max_seq_length ({data_args.max_seq_length}) exceeds the model's max_position_embeddings ({max_positions})"
         )
-    if getattr(model.config, "type_vocab_size", 2) < 2:
-        raise ValueError("NSP pairs need two token types: the model's config has type_vocab_size < 2")
+    if data_args.objective in SENTENCE_TASK_OF and getattr(model.config, "type_vocab_size", 2) < 2:
+        raise ValueError("sentence pairs need two token types: the model's config has type_vocab_size < 2")
     return model
+
+
+def cloze_baseline(train_dataset, eval_dataset, tokenizer, max_fit_examples: int = 20000) -> dict:
+    """Unigram / bigram cloze accuracy on the evaluation set's masked positions, fitted on (up to
+    ``max_fit_examples``) training examples: the n-gram lines the model's MLM accuracy is read against."""
+    fit = train_dataset.select(range(min(max_fit_examples, len(train_dataset))))["input_ids"]
+    cloze = NgramCloze(fit, len(tokenizer), tokenizer.all_special_ids)
+    return cloze.score(zip(eval_dataset["input_ids"], eval_dataset["labels"]))
 
 
 def _card_training_args(model_args, data_args, training_args) -> dict:
@@ -391,7 +569,8 @@ def _card_training_args(model_args, data_args, training_args) -> dict:
     for key in ("model_size", "config_name", "config_overrides", "model_name_or_path"):
         if getattr(model_args, key) is not None:
             summary[key] = getattr(model_args, key)
-    for key in ("max_seq_length", "short_seq_prob", "nsp_probability", "mlm_probability", "whole_word_mask"):
+    for key in ("objective", "corpus_weights", "max_seq_length", "short_seq_prob", "nsp_probability", "mlm_probability",
+                "mlm_probability_end", "whole_word_mask"):
         summary[key] = getattr(data_args, key)
     return summary
 
@@ -450,9 +629,22 @@ def cpu_has_bf16_instructions() -> bool | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Pretrain; returns the final metrics (train and eval, as in ``all_results.json``)."""
+    """The command line: flags (or one .json/.yaml file) -> :func:`pretrain`. Without --do_train/--do_eval on the
+    command line, it trains and then evaluates."""
     argv = sys.argv[1:] if argv is None else list(argv)
     model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv)
+    if not is_args_file(argv) and not {"--do_train", "--do_eval"} & {arg.split("=")[0] for arg in argv}:
+        training_args.do_train = training_args.do_eval = True
+    return pretrain(model_args, data_args, training_args)
+
+
+def pretrain(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+    extra_callbacks: list | None = None,
+) -> dict:
+    """Pretrain; returns the final metrics (train and eval, as in ``all_results.json``)."""
     setup_logging(training_args, logger)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
@@ -467,11 +659,10 @@ def main(argv: list[str] | None = None) -> dict:
             "--bf16 on a CPU without AMX or AVX512-BF16: bf16 matrix products are emulated there, measured about "
             "20x slower than fp32 on an AVX2 EPYC. Drop --bf16 on this machine."
         )
-    # Without --do_train/--do_eval the command trains, then evaluates; with them, it does what they say.
-    if not is_args_file(argv) and not {"--do_train", "--do_eval"} & {arg.split("=")[0] for arg in argv}:
-        training_args.do_train = training_args.do_eval = True
     # The collator needs columns the model does not take (word_continuation); the datasets hold nothing else.
     training_args.remove_unused_columns = False
+    # Trainer scores evaluation batches only when every label it knows of is there: packed text has no pair labels.
+    training_args.label_names = ["labels"] + (["next_sentence_label"] if data_args.objective in SENTENCE_TASK_OF else [])
 
     resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
 
@@ -482,22 +673,36 @@ def main(argv: list[str] | None = None) -> dict:
         cache_dir=model_args.cache_dir,
         trust_remote_code=model_args.trust_remote_code,
     )
+    rtd = data_args.objective == "rtd"
     collator = DataCollatorForPreTraining(
         tokenizer,
         mlm_probability=data_args.mlm_probability,
-        mask_replace_prob=data_args.mask_replace_prob,
-        random_replace_prob=data_args.random_replace_prob,
+        # RTD: the model fills every chosen position with a generated token; [MASK] is what its generator reads.
+        mask_replace_prob=1.0 if rtd else data_args.mask_replace_prob,
+        random_replace_prob=0.0 if rtd else data_args.random_replace_prob,
         whole_word_mask=data_args.whole_word_mask,
         pad_to_multiple_of=data_args.pad_to_multiple_of,
         seed=training_args.seed,
     )
     train_dataset, eval_dataset, stats = build_datasets(data_args, model_args, training_args, tokenizer, collator)
-    logger.info("Training pairs: %s", stats["train_pairs"])
+    logger.info("Training examples: %s", stats["train_examples"])
     if training_args.do_eval and eval_dataset is None:
         logger.warning("No validation data (validation_split_percentage=0 and no validation_file): no evaluation")
         training_args.do_eval = False
 
     model = build_model(model_args, data_args, tokenizer)
+    has_generator = rtd and model.config.generator_num_hidden_layers > 0
+    if rtd and not has_generator:  # the statistical generator: the training text's unigram distribution
+        model.set_generator_distribution(torch.from_numpy(unigram_distribution(train_dataset["input_ids"], tokenizer)))
+    callbacks = [MaskingEpochCallback(collator), *(extra_callbacks or [])]
+    if data_args.mlm_probability_end is not None:
+        callbacks.append(MaskingRateCallback(collator, data_args.mlm_probability, data_args.mlm_probability_end))
+    compute_metrics = preprocess = None
+    if training_args.do_eval:
+        compute_metrics = PreTrainingMetrics(data_args.objective, cloze_baseline(train_dataset, eval_dataset, tokenizer))
+        preprocess = partial(
+            preprocess_logits_for_metrics, fields=pretraining_output_fields(data_args.objective, has_generator)
+        )
 
     trainer = PreTrainingTrainer(
         model=model,
@@ -506,9 +711,9 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=eval_dataset if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=collator,
-        compute_metrics=PreTrainingMetrics() if training_args.do_eval else None,
-        preprocess_logits_for_metrics=preprocess_logits_for_metrics if training_args.do_eval else None,
-        callbacks=[MaskingEpochCallback(collator)],
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess,
+        callbacks=callbacks,
     )
 
     metrics: dict = {}
@@ -535,7 +740,7 @@ def main(argv: list[str] | None = None) -> dict:
         loss_curve = None
         if any("loss" in entry or "eval_loss" in entry for entry in trainer.state.log_history):
             save_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, LOSS_CURVE_FILE),
-                            title="GLM pretraining (MLM + NSP)")
+                            title=f"GLM pretraining ({data_args.objective})")
             loss_curve = LOSS_CURVE_FILE
         write_model_card(training_args.output_dir, model_args, data_args, training_args, metrics, stats, loss_curve)
     return metrics

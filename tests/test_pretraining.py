@@ -232,3 +232,70 @@ def test_arguments_are_checked():
         DataTrainingArguments(dataset_name="embedded", document_separator="page")
     with pytest.raises(SystemExit):  # argparse: invalid choice for --model_size
         main(["--model_size", "huge", "--tokenizer_name", "t", "--dataset_name", "embedded", "--output_dir", "o"])
+
+
+# -- the other objectives ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("objective", "extra", "learned"),
+    [
+        ("mlm_sop", [], "eval_sop_accuracy"),
+        ("mlm", ["--mlm_probability", "0.4", "--mlm_probability_end", "0.2"], "eval_mlm_accuracy"),
+        ("rtd", ["--config_overrides", NO_DROPOUT + ",generator_num_hidden_layers=1"], "eval_rtd_accuracy"),
+        ("rtd", ["--corpus_weights", "reviews=3,peoples_daily=1"], "eval_rtd_accuracy"),
+    ],
+    ids=["mlm_sop", "mlm_rate_schedule", "rtd_generator", "rtd_unigram_weighted"],
+)
+def test_objectives_train_reload_and_fine_tune(objective, extra, learned, corpus_dir, tokenizer_dir, tmp_path):
+    """Each objective trains through Trainer (its loss goes down), reports its metrics and the n-gram cloze lines,
+    reloads with the Auto class, and leaves an encoder that the classification head loads."""
+    from transformers import AutoModelForPreTraining, AutoModelForSequenceClassification
+
+    output_dir = tmp_path / objective
+    args = ["--config_overrides", NO_DROPOUT] if "--config_overrides" not in extra else []
+    metrics = main(base_args(
+        corpus_dir, tokenizer_dir, output_dir, "--objective", objective, "--model_size", "tiny", "--max_steps", "30",
+        "--learning_rate", "3e-3", "--warmup_steps", "3", "--per_device_train_batch_size", "16",
+        "--logging_steps", "5", "--save_steps", "15", "--max_eval_samples", "64", *args, *extra,
+    ))
+    losses = logged_losses(output_dir)
+    assert losses[30] < losses[5]
+    assert 0 <= metrics[learned] <= 1
+    assert 0 < metrics["eval_unigram_cloze_accuracy"] <= metrics["eval_bigram_cloze_accuracy"] < 1
+    model = AutoModelForPreTraining.from_pretrained(output_dir)
+    assert model.config.pretraining_objective == objective and model.config.sparse_prediction
+    classifier = AutoModelForSequenceClassification.from_pretrained(output_dir, num_labels=2)
+    assert torch.equal(classifier.glm.encoder.layer[0].attention.self.query.weight,
+                       model.glm.encoder.layer[0].attention.self.query.weight)
+    if objective == "rtd" and "generator_num_hidden_layers=1" in " ".join(extra):
+        assert metrics["eval_generator_mlm_accuracy"] >= 0
+        assert model.generator.embeddings.word_embeddings.weight is model.glm.embeddings.word_embeddings.weight
+    if "--corpus_weights" in extra:  # the unigram generator's distribution is the training text's, saved
+        probabilities = model.generator_token_probabilities
+        assert probabilities.sum().item() == pytest.approx(1) and probabilities.max() > 2 / len(probabilities)
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--objective", "electra"], "--objective: invalid choice: 'electra'"),
+        (["--mlm_probability", "1.2"], "mlm_probability must be in \\(0, 1\\)"),
+        (["--mlm_probability_end", "0"], "mlm_probability_end must be in \\(0, 1\\)"),
+        (["--corpus_weights", "reviews=x"], "corpus_weights must look like"),
+        (["--corpus_weights", "wikipedia=1,reviews=1,peoples_daily=1"], "must give a weight to each corpus"),
+        (["--objective", "rtd", "--config_overrides", "generator_num_hidden_layers=3"],
+         "generator_num_hidden_layers must be an integer in \\[0, num_hidden_layers=2\\]"),
+    ],
+)
+def test_bad_objective_settings_name_the_flag(flags, message, corpus_dir, tokenizer_dir, tmp_path, capsys):
+    import re
+
+    try:
+        main(base_args(corpus_dir, tokenizer_dir, tmp_path / "bad", "--model_size", "tiny", "--max_steps", "1", *flags))
+    except SystemExit:  # argparse: the message is on stderr
+        assert re.search(message, capsys.readouterr().err)
+    except ValueError as error:
+        assert re.search(message, str(error))
+    else:
+        pytest.fail("no error")
