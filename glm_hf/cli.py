@@ -6,7 +6,10 @@ import sys
 # subcommand -> (module, one-line help). Modules are imported only when their subcommand runs (fast --help).
 SUBCOMMANDS = {
     "main": ("glm_hf.main_job", "end-to-end job on embedded data: tokenizer, pretrain, fine-tune, evaluate, card"),
+    "study": ("glm_hf.study", "compute study: objective x pretraining budget x seeds, table and figure"),
     "train-tokenizer": ("glm_hf.tokenization", "train a WordPiece tokenizer for Chinese"),
+    "pretrain": ("glm_hf.pretraining", "pretrain GLM (MLM+NSP, MLM+SOP, MLM, replaced-token detection)"),
+    "finetune": ("glm_hf.finetuning", "fine-tune GLM for text classification (single-/multi-label, regression)"),
     "convert-bert": ("glm_hf.convert_bert", "convert a transformers BERT folder into a GLM folder"),
     "predict": ("glm_hf.predict", "batch text classification with a fine-tuned GLM folder"),
     "push": ("glm_hf.hub", "upload a model folder (weights, tokenizer, code, card) to the Hugging Face Hub"),

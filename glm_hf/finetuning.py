@@ -104,6 +104,15 @@ class ModelArguments:
         default=False,
         metadata={"help": "Re-initialise the classifier of a fine-tuned model whose number of labels differs."},
     )
+    reinit_pooler: bool = field(
+        default=False,
+        metadata={"help": "Re-initialise the pooler of a pretrained model (it was trained for NSP/SOP, or not at all)."},
+    )
+    reinit_top_layers: int = field(
+        default=0,
+        metadata={"help": "Re-initialise the top N encoder layers of a pretrained model (Zhang et al. 2021: the "
+                  "layers nearest the pretraining head transfer worst from a short pretraining)."},
+    )
 
 
 @dataclass
@@ -514,9 +523,28 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
             **hub_kwargs,
         )
+        reinitialize_top(model, model_args.reinit_top_layers, model_args.reinit_pooler)
     else:
         model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
     return config, model, label2id
+
+
+def reinitialize_top(model, num_layers: int, pooler: bool) -> None:
+    """Draw the top ``num_layers`` encoder layers (and the pooler) anew with the model's own initialisation."""
+    if num_layers == 0 and not pooler:
+        return
+    base = getattr(model, model.base_model_prefix)
+    layers = base.encoder.layer
+    if not 0 <= num_layers <= len(layers):
+        raise ValueError(f"reinit_top_layers must be in [0, {len(layers)}] (the model's layers), got {num_layers}")
+    modules = list(layers[len(layers) - num_layers :]) + ([base.pooler] if pooler and base.pooler is not None else [])
+    for module in modules:
+        # Loaded weights are marked initialised, and transformers' init functions skip marked tensors.
+        for tensor in [*module.parameters(), *module.buffers()]:
+            tensor._is_hf_initialized = False
+        for submodule in module.modules():
+            model._init_weights(submodule)
+    logger.info("Re-initialised the top %d encoder layers%s", num_layers, " and the pooler" if pooler else "")
 
 
 # ------------------------------------------------------------------------------------------------------ outputs
@@ -606,9 +634,13 @@ class ClassificationTrainer(Trainer):
 
 # --------------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> dict:
-    """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
+    """The command line: flags (or one .json/.yaml file) -> :func:`finetune`."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv)
+    return finetune(*parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv))
+
+
+def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments) -> dict:
+    """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
     setup_logging(training_args, logger)
     logger.info("Training/evaluation parameters %s", training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):

@@ -1,26 +1,26 @@
-"""The main job: ``glm-hf main`` runs the whole study on the embedded data, end to end, on a CPU.
+"""The main job: ``glm-hf main`` runs the whole comparison on the embedded data, end to end, on a CPU.
 
-Stages, each in its own folder under ``--output_dir``:
+Stages, each in its own folder under ``--output_dir``, each a typed call of the library (no command lines between):
 
 1. ``tokenizer/``: a Chinese WordPiece tokenizer trained on the pretraining corpus (:mod:`glm_hf.tokenization`).
-2. ``pretrain/``: GLM pretrained from scratch with MLM + NSP on People's Daily 1998 + the *train* reviews
-   (:mod:`glm_hf.pretraining`).
-3. ``finetune/``: that model fine-tuned on the embedded sentiment task, scored on the test split, with the TF-IDF
-   baseline on the same split (:mod:`glm_hf.finetuning`).
-4. ``finetune_from_scratch/``: the same fine-tuning (same size, data, steps and hyperparameters) from a random
-   initialisation -- what pretraining bought.
+2. ``pretrain/``: GLM pretrained from scratch on People's Daily 1998 + the *train* reviews with ``--objective``
+   (:func:`glm_hf.pretraining.pretrain`).
+3. ``finetune/``: that model fine-tuned on the embedded sentiment task (:func:`glm_hf.study.tune_and_repeat`): each
+   rate of ``--finetune_learning_rates`` on the first seed, the best on *validation* kept, then the other seeds;
+   ``finetune/cells/`` holds every run's metrics and ``finetune/`` itself the chosen model (seed 0), its card and plots.
+4. ``finetune_from_scratch/``: the same protocol -- same grid, seeds, steps and data -- from a random initialisation
+   of the same architecture: what pretraining bought.
+5. ``baseline/``: TF-IDF character n-grams + logistic regression on the same split.
 
-It ends with ``main_results.json`` (test accuracy and macro-F1 of the three systems, budget, stage times), the model
-card ``finetune/README.md`` with every number and plot, and a reload of ``finetune/`` with
-``AutoModelForSequenceClassification.from_pretrained`` that classifies a few example sentences.
+It ends with ``main_results.json`` (test accuracy and macro-F1 of the three systems: the GLM rows are means over the
+seeds, with their spread and chosen rates), the model card ``finetune/README.md`` with every number and plot, and a
+reload of ``finetune/`` with ``AutoModelForSequenceClassification.from_pretrained`` that classifies a few sentences.
 
 Re-running resumes: a stage whose completion record (``.stages/<stage>.json``) matches its settings is skipped; an
-interrupted Trainer stage resumes from its last checkpoint; anything else half-written is removed and redone. A stage
-whose settings changed (e.g. ``--quick`` then the default) is redone with everything after it.
-
-Budget: the default settings (a ``mini`` GLM, 3,000 pretraining steps of 32 sentence pairs of <= 64 tokens, and
-2 x 440 fine-tuning steps of 32 reviews: one epoch) took 23 minutes on 2 otherwise idle CPU cores; ``--quick``
-(tiny model, few steps, subsets) under a minute, for smoke tests -- its numbers mean nothing.
+interrupted pretraining resumes from its last checkpoint, an interrupted fine-tuning stage keeps its finished runs;
+anything else half-written is removed and redone. A stage whose settings changed is redone with everything after it.
+The measured time of the default settings is in README.md; ``--quick`` (tiny model, few steps, subsets) is a smoke
+test whose numbers mean nothing.
 """
 
 import argparse
@@ -31,15 +31,18 @@ import os
 import shutil
 import sys
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from .evaluation import write_json
+from .study import FinetuneProtocol, tune_and_repeat
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".stages"
 RESULTS_FILE = "main_results.json"
-STAGES = ("tokenizer", "pretrain", "finetune", "finetune_from_scratch")
+STAGES = ("tokenizer", "pretrain", "finetune", "finetune_from_scratch", "baseline")
+BASELINE_FILE = "baseline_results.json"
 EXAMPLE_SENTENCES = (
     "这家酒店的服务很好，房间也很干净，下次还会再来。",
     "质量太差了，用了两天就坏了，不推荐购买。",
@@ -58,29 +61,39 @@ class JobSettings:
     tokenizer_max_documents: int | None = field(
         default=None, metadata={"help": "train the tokenizer on fewer documents"}
     )
-    # Short pairs buy more optimizer steps per minute, and at this budget progress follows the step count.
-    pretrain_max_seq_length: int = field(default=64, metadata={"help": "tokens per NSP sentence pair"})
+    objective: str = field(default="mlm_nsp", metadata={"help": "pretraining objective (see glm-hf pretrain --help)"})
+    corpus_weights: str | None = field(default=None, metadata={"help": "pretraining corpus weights, e.g. reviews=1"})
+    mlm_probability: float = field(default=0.15, metadata={"help": "masking (rtd: replacement) rate"})
+    mlm_probability_end: float | None = field(default=None, metadata={"help": "masking rate at the last step"})
+    generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)"})
+    pretrain_max_seq_length: int = field(default=64, metadata={"help": "tokens per pretraining example"})
     pretrain_steps: int = field(default=3000, metadata={"help": "pretraining optimizer steps"})
-    pretrain_batch_size: int = field(default=32, metadata={"help": "sentence pairs per pretraining step"})
+    pretrain_batch_size: int = field(default=32, metadata={"help": "examples per pretraining step"})
     pretrain_learning_rate: float = field(default=1e-3, metadata={"help": "peak pretraining learning rate"})
     pretrain_warmup: float = field(default=0.1, metadata={"help": "pretraining warmup, share of the steps"})
     # Dropout off: in a run of minutes it only slows learning (as in Geiping & Goldstein 2022, "Cramming"); measured
     # here, MLM accuracy after 250 / 500 pretraining steps 0.084 / 0.121 without dropout vs 0.048 / 0.106 with 0.1.
     pretrain_dropout: float = field(default=0.0, metadata={"help": "hidden and attention dropout in pretraining"})
-    pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer pairs"})
-    pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "pairs in the pretraining evaluation"})
+    pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer examples"})
+    pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "examples in the pretraining evaluation"})
     finetune_max_seq_length: int = field(default=128, metadata={"help": "tokens per review (longer ones are cut)"})
     finetune_steps: int = field(default=440, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
     finetune_batch_size: int = field(default=32, metadata={"help": "reviews per fine-tuning step"})
-    finetune_learning_rate: float = field(default=5e-4, metadata={"help": "peak fine-tuning learning rate"})
+    finetune_learning_rates: str = field(
+        default="5e-4", metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"}
+    )
+    finetune_seeds: str = field(default="0", metadata={"help": "fine-tuning seeds (the first one picks the rate)"})
     finetune_warmup: float = field(default=0.06, metadata={"help": "fine-tuning warmup, share of the steps"})
     finetune_dropout: float = field(
         default=0.0, metadata={"help": "hidden and attention dropout in fine-tuning (one epoch: nothing to regularise)"}
     )
+    finetune_pooling: str = field(default="cls", metadata={"help": "classifier pooling: cls or mean"})
+    reinit_pooler: bool = field(default=False, metadata={"help": "re-initialise the pretrained pooler"})
+    reinit_top_layers: int = field(default=0, metadata={"help": "re-initialise the top N pretrained layers"})
     max_train_samples: int | None = field(default=None, metadata={"help": "fine-tune on fewer reviews"})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "fewer validation reviews (baseline's C)"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "fewer validation reviews"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "score on fewer test reviews"})
-    seed: int = field(default=42, metadata={"help": "seed of every stage"})
+    seed: int = field(default=42, metadata={"help": "seed of the tokenizer and pretraining stages"})
 
     @classmethod
     def quick(cls) -> "JobSettings":
@@ -98,11 +111,39 @@ class JobSettings:
             finetune_max_seq_length=64,
             finetune_steps=200,
             finetune_batch_size=32,
-            finetune_learning_rate=1e-3,
+            finetune_learning_rates="1e-3",
             max_train_samples=6400,
             max_eval_samples=400,
             max_predict_samples=None,
         )
+
+    def finetune_protocol(self) -> FinetuneProtocol:
+        """The fine-tuning both GLM runs get (glm_hf.study): same steps, data, grid of rates and seeds."""
+        return FinetuneProtocol(
+            steps=self.finetune_steps,
+            batch_size=self.finetune_batch_size,
+            max_seq_length=self.finetune_max_seq_length,
+            warmup=self.finetune_warmup,
+            dropout=self.finetune_dropout,
+            pooling=self.finetune_pooling,
+            reinit_pooler=self.reinit_pooler,
+            reinit_top_layers=self.reinit_top_layers,
+            learning_rates=tuple(_numbers(self.finetune_learning_rates, float, "finetune_learning_rates")),
+            seeds=tuple(_numbers(self.finetune_seeds, int, "finetune_seeds")),
+            max_train_samples=self.max_train_samples,
+            max_eval_samples=self.max_eval_samples,
+            max_predict_samples=self.max_predict_samples,
+        )
+
+
+def _numbers(text: str, kind, name: str) -> list:
+    try:
+        values = [kind(item) for item in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(value < 0 for value in values):
+        raise ValueError(f"{name} must be comma-separated non-negative numbers, got {text!r}")
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -121,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     settings = parser.add_argument_group("settings (override the default or --quick values)")
     quick = JobSettings.quick()
     for setting in fields(JobSettings):
-        kind = float if "float" in str(setting.type) else int if "int" in str(setting.type) else str
+        kind = _argument_type(setting.type)
         settings.add_argument(
             f"--{setting.name}",
             type=kind,
@@ -129,6 +170,15 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"{setting.metadata['help']} (default {setting.default}; --quick {getattr(quick, setting.name)})",
         )
     return parser
+
+
+def _argument_type(annotation):
+    """The parser type of a JobSettings field: its type, without ``| None``; booleans from true/false."""
+    kinds = [kind for kind in typing.get_args(annotation) or (annotation,) if kind is not type(None)]
+    kind = kinds[0]
+    if kind is bool:
+        return lambda text: {"true": True, "false": False}[text.lower()]
+    return kind
 
 
 def settings_from_args(args: argparse.Namespace) -> JobSettings:
@@ -145,6 +195,17 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
     for name in ("pretrain_dropout", "finetune_dropout"):
         if not 0 <= getattr(settings, name) < 1:
             raise ValueError(f"{name} must be a probability in [0, 1), got {getattr(settings, name)}")
+    from .pretraining import OBJECTIVES
+
+    if settings.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {settings.objective!r}")
+    if settings.finetune_pooling not in ("cls", "mean"):
+        raise ValueError(f"finetune_pooling must be one of ['cls', 'mean'], got {settings.finetune_pooling!r}")
+    for name in ("mlm_probability", "mlm_probability_end"):
+        value = getattr(settings, name)
+        if value is not None and not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1), got {value}")
+    settings.finetune_protocol()  # checks the grid of rates and the seeds
     for name in (
         "vocab_size",
         "pretrain_steps",
@@ -162,26 +223,28 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
 # ------------------------------------------------------------------------------------------------- stage records
 @dataclass
 class Stage:
-    """One step of the job: a folder, the argv of the module that fills it, and whether Trainer can resume it."""
+    """One step of the job: a folder, the settings that shape it, the function that fills it, and whether an
+    interrupted run of it can continue (Trainer checkpoints, finished fine-tuning cells) instead of starting over."""
 
     name: str
     description: str
-    argv: list[str]
+    settings: dict
+    run: typing.Callable[[], dict] | None = None
     upstream: list[str] = field(default_factory=list)
-    resumable: bool = False  # a Trainer stage: keep a half-done folder and resume from its last checkpoint
+    resumable: bool = False
     data_version: str = ""  # changes when the embedded data (its cleaning or split) changes
 
     def fingerprint(self, records: dict[str, dict]) -> str:
-        """Changes when this stage's argv, the embedded data or any upstream result changes."""
+        """Changes when this stage's settings, the embedded data or any upstream result changes."""
         from . import __version__
 
         payload = {
-            "argv": self.argv,
+            "settings": self.settings,
             "upstream": {name: records.get(name, {}).get("fingerprint") for name in self.upstream},
             "glm_hf": __version__,
             "data": self.data_version,
         }
-        return hashlib.sha1(json.dumps(payload, sort_keys=True).encode("utf-8")).hexdigest()
+        return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
 
 
 class StageRecords:
@@ -215,9 +278,10 @@ def _stage_outputs_present(stage_dir: str, name: str) -> bool:
         "tokenizer": ["tokenizer_config.json"],
         "pretrain": ["config.json", "model.safetensors"],
         "finetune": ["config.json", "model.safetensors", "all_results.json"],
-        "finetune_from_scratch": ["config.json", "model.safetensors", "all_results.json"],
+        "finetune_from_scratch": [],
+        "baseline": [BASELINE_FILE],
     }[name]
-    return all(os.path.isfile(os.path.join(stage_dir, file_name)) for file_name in required)
+    return os.path.isdir(stage_dir) and all(os.path.isfile(os.path.join(stage_dir, f)) for f in required)
 
 
 def _remove_checkpoints(stage_dir: str) -> None:
@@ -227,7 +291,7 @@ def _remove_checkpoints(stage_dir: str) -> None:
             shutil.rmtree(os.path.join(stage_dir, entry), ignore_errors=True)
 
 
-def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str, dict], runner, index: int) -> dict:
+def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str, dict], index: int) -> dict:
     """Run, resume or skip ``stage``; returns its completion record."""
     stage_dir = os.path.join(job_dir, stage.name)
     fingerprint = stage.fingerprint(known)
@@ -254,16 +318,16 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
             print(f"{header} -- removing the previous {stage.name}/ ({reason})", flush=True)
             shutil.rmtree(stage_dir)
         print(header, flush=True)
-    records.write(stage.name, {"status": "started", "fingerprint": fingerprint, "argv": stage.argv})
+    records.write(stage.name, {"status": "started", "fingerprint": fingerprint, "settings": stage.settings})
     start = time.perf_counter()
-    metrics = runner(stage.argv)
+    metrics = stage.run()
     seconds = time.perf_counter() - start  # of this run only, when the stage was resumed
     if stage.resumable:
         _remove_checkpoints(stage_dir)
     record = {
         "status": "complete",
         "fingerprint": fingerprint,
-        "argv": stage.argv,
+        "settings": stage.settings,
         "seconds": round(seconds, 1),
         "metrics": metrics if isinstance(metrics, dict) else {},
         "resumed": resuming,
@@ -275,156 +339,88 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
 
 # -------------------------------------------------------------------------------------------------------- stages
 def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") -> list[Stage]:
+    """The job's stages, each a typed call of the library's functions (no command lines in between)."""
+    from transformers import TrainingArguments
+
+    from .pretraining import DataTrainingArguments, ModelArguments, pretrain
+    from .study import sentiment_tfidf_baseline
+    from .tokenization import TokenizerTrainingArguments, train_tokenizer
+
     path = lambda name: os.path.join(job_dir, name)  # noqa: E731
     s = settings
-    tokenizer_argv = [
-        "--dataset_name",
-        "embedded",
-        "--vocab_size",
-        str(s.vocab_size),
-        "--output_dir",
-        path("tokenizer"),
-        "--seed",
-        str(s.seed),
-    ]
-    if s.tokenizer_max_documents:
-        tokenizer_argv += ["--max_train_documents", str(s.tokenizer_max_documents)]
+    tokenizer_args = TokenizerTrainingArguments(
+        output_dir=path("tokenizer"), dataset_name="embedded", vocab_size=s.vocab_size,
+        max_train_documents=s.tokenizer_max_documents, seed=s.seed, overwrite_output_dir=True,
+    )
+    dropout = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
+    if s.objective == "rtd":
+        dropout += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
+    pretrain_args = (
+        ModelArguments(model_size=s.model_size, tokenizer_name=path("tokenizer"), config_overrides=dropout),
+        DataTrainingArguments(
+            dataset_name="embedded", objective=s.objective, corpus_weights=s.corpus_weights,
+            mlm_probability=s.mlm_probability, mlm_probability_end=s.mlm_probability_end,
+            max_seq_length=s.pretrain_max_seq_length, max_train_samples=s.pretrain_max_train_samples,
+            max_eval_samples=s.pretrain_max_eval_samples,
+        ),
+        TrainingArguments(
+            output_dir=path("pretrain"), do_train=True, do_eval=True, max_steps=s.pretrain_steps,
+            per_device_train_batch_size=s.pretrain_batch_size, per_device_eval_batch_size=2 * s.pretrain_batch_size,
+            learning_rate=s.pretrain_learning_rate, warmup_steps=s.pretrain_warmup, weight_decay=0.01,
+            logging_steps=max(1, s.pretrain_steps // 40), save_strategy="steps",
+            save_steps=max(10, s.pretrain_steps // 4), save_total_limit=1, report_to="none", seed=s.seed,
+            dataloader_num_workers=0, dataloader_pin_memory=False,  # CPU: nothing to pin to
+        ),
+    )
+    protocol = s.finetune_protocol()
+    common = {"config_dir": path("pretrain"), "tokenizer_dir": path("pretrain")}
 
-    def trainer_flags(steps: int, batch_size: int, learning_rate: float, warmup: float) -> list[str]:
-        logging_steps = max(1, steps // 40)
-        return [
-            "--max_steps",
-            str(steps),
-            "--per_device_train_batch_size",
-            str(batch_size),
-            "--per_device_eval_batch_size",
-            str(2 * batch_size),
-            "--learning_rate",
-            str(learning_rate),
-            "--warmup_steps",
-            str(warmup),
-            "--weight_decay",
-            "0.01",
-            "--logging_steps",
-            str(logging_steps),
-            "--save_strategy",
-            "steps",
-            "--save_steps",
-            str(max(10, steps // 4)),
-            "--save_total_limit",
-            "1",
-            "--report_to",
-            "none",
-            "--seed",
-            str(s.seed),
-            "--dataloader_num_workers",
-            "0",
-            "--dataloader_pin_memory",
-            "False",  # CPU: nothing to pin to
-        ]
+    def run_finetune() -> dict:
+        cells = path("finetune/cells")
+        result = tune_and_repeat(cells, protocol, init_dir=path("pretrain"), keep_model=True, **common)
+        chosen = os.path.join(cells, f"lr{result['learning_rate']:g}-seed{protocol.seeds[0]}")
+        for name in os.listdir(chosen):  # the chosen model becomes finetune/ itself
+            if os.path.isfile(os.path.join(chosen, name)) and name != "cell.json":
+                shutil.copy2(os.path.join(chosen, name), path(f"finetune/{name}"))
+        _drop_cell_weights(cells)
+        return result
 
-    def dropout_overrides(probability: float) -> list[str]:
-        return ["--config_overrides", f"hidden_dropout_prob={probability},attention_probs_dropout_prob={probability}"]
+    def run_baseline() -> dict:
+        baseline = sentiment_tfidf_baseline()
+        write_json(baseline, path(f"baseline/{BASELINE_FILE}"))
+        return {key: value for key, value in baseline.items() if key.startswith("test_")}
 
-    pretrain_argv = [
-        "--tokenizer_name",
-        path("tokenizer"),
-        "--dataset_name",
-        "embedded",
-        "--model_size",
-        s.model_size,
-        "--max_seq_length",
-        str(s.pretrain_max_seq_length),
-        "--output_dir",
-        path("pretrain"),
-        "--do_train",
-        "--do_eval",
-        *dropout_overrides(s.pretrain_dropout),
-        *trainer_flags(s.pretrain_steps, s.pretrain_batch_size, s.pretrain_learning_rate, s.pretrain_warmup),
-    ]
-    if s.pretrain_max_train_samples:
-        pretrain_argv += ["--max_train_samples", str(s.pretrain_max_train_samples)]
-    if s.pretrain_max_eval_samples:
-        pretrain_argv += ["--max_eval_samples", str(s.pretrain_max_eval_samples)]
-
-    finetune_common = [
-        "--dataset_name",
-        "embedded-sentiment",
-        "--do_train",
-        "--do_predict",
-        "--max_seq_length",
-        str(s.finetune_max_seq_length),
-        "--shuffle_train_dataset",
-        "--shuffle_seed",
-        str(s.seed),
-        *dropout_overrides(s.finetune_dropout),
-        *trainer_flags(s.finetune_steps, s.finetune_batch_size, s.finetune_learning_rate, s.finetune_warmup),
-    ]
-    for flag, value in (
-        ("--max_train_samples", s.max_train_samples),
-        ("--max_eval_samples", s.max_eval_samples),
-        ("--max_predict_samples", s.max_predict_samples),
-    ):
-        if value:
-            finetune_common += [flag, str(value)]
-    finetune_argv = ["--model_name_or_path", path("pretrain"), "--output_dir", path("finetune"), *finetune_common]
-    # Same config (size, vocabulary), tokenizer, data, steps and hyperparameters; only the initialisation differs.
-    scratch_argv = [
-        "--config_name",
-        path("pretrain"),
-        "--tokenizer_name",
-        path("pretrain"),
-        "--output_dir",
-        path("finetune_from_scratch"),
-        "--run_baseline",
-        "False",
-        *finetune_common,
-    ]
     stages = [
-        Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", tokenizer_argv),
-        Stage(
-            "pretrain",
-            f"pretrain a {s.model_size} GLM with MLM + NSP ({s.pretrain_steps} steps)",
-            pretrain_argv,
-            upstream=["tokenizer"],
-            resumable=True,
-        ),
-        Stage(
-            "finetune",
-            f"fine-tune it on the sentiment task ({s.finetune_steps} steps), TF-IDF baseline, test",
-            finetune_argv,
-            upstream=["pretrain"],
-            resumable=True,
-        ),
-        Stage(
-            "finetune_from_scratch",
-            "the same fine-tuning from a random initialisation, test",
-            scratch_argv,
-            upstream=["pretrain"],
-            resumable=True,
-        ),
+        Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", asdict(tokenizer_args),
+              lambda: train_tokenizer(tokenizer_args)[1]),
+        Stage("pretrain", f"pretrain a {s.model_size} GLM with {s.objective} ({s.pretrain_steps} steps)",
+              {name: _public_settings(args) for name, args in zip(("model", "data", "training"), pretrain_args)},
+              lambda: pretrain(*pretrain_args), upstream=["tokenizer"], resumable=True),
+        Stage("finetune", f"fine-tune it on the sentiment task ({len(protocol.learning_rates)} rates x "
+              f"{len(protocol.seeds)} seeds of {s.finetune_steps} steps), test", asdict(protocol), run_finetune,
+              upstream=["pretrain"], resumable=True),
+        Stage("finetune_from_scratch", "the same fine-tuning from a random initialisation, test", asdict(protocol),
+              lambda: tune_and_repeat(path("finetune_from_scratch"), protocol, init_dir=None, **common),
+              upstream=["pretrain"], resumable=True),
+        Stage("baseline", "TF-IDF character n-grams + logistic regression on the same split", {}, run_baseline),
     ]
     for stage in stages:  # the tokenizer and pretraining corpora hold the sentiment train split too
         stage.data_version = data_version
     return stages
 
 
-def _runner(name: str):
-    def run(argv: list[str]):
-        if name == "tokenizer":
-            from .tokenization import main as tokenizer_main
+def _public_settings(arguments) -> dict:
+    """The fields of an argument dataclass that shape results (TrainingArguments: without its run-time state)."""
+    values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
+    return {key: value for key, value in values.items() if not key.startswith("_") and key not in ("logging_dir",)}
 
-            tokenizer_main(argv)
-            return {}
-        if name == "pretrain":
-            from .pretraining import main as pretraining_main
 
-            return pretraining_main(argv)
-        from .finetuning import main as finetuning_main
-
-        return finetuning_main(argv)
-
-    return run
+def _drop_cell_weights(cells_dir: str) -> None:
+    """Fine-tuning cells keep their metrics; their weights (dozens of copies of the model) are not kept."""
+    for root, _, files in os.walk(cells_dir):
+        for name in files:
+            if name.endswith((".safetensors", ".bin")):
+                os.remove(os.path.join(root, name))
 
 
 # ------------------------------------------------------------------------------------------------------- summary
@@ -434,26 +430,34 @@ def _read_json(path: str) -> dict:
 
 
 def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], total_seconds: float, quick: bool) -> dict:
-    finetune = _read_json(os.path.join(job_dir, "finetune", "all_results.json"))
-    scratch = _read_json(os.path.join(job_dir, "finetune_from_scratch", "all_results.json"))
-    baseline = _read_json(os.path.join(job_dir, "finetune", "baseline_results.json"))
+    """Test accuracy / macro-F1 of the three systems (GLM rows: mean over the fine-tuning seeds at the rate each chose
+    on validation, with the spread), the gain, the pretraining metrics, the budget and stage times."""
+    baseline = _read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
     pretrain = _read_json(os.path.join(job_dir, "pretrain", "all_results.json"))
+    test_size = _read_json(os.path.join(job_dir, "finetune", "all_results.json")).get("test_samples")
 
-    def pick(metrics: dict, prefix: str) -> dict:
-        return {key: metrics[f"{prefix}_{key}"] for key in ("accuracy", "macro_f1") if f"{prefix}_{key}" in metrics}
+    def glm_row(stage: str) -> dict:
+        tuned = records[stage]["metrics"]
+        row = {key: tuned[f"test_{key}"]["mean"] for key in ("accuracy", "macro_f1")}
+        row.update(
+            accuracy_std=tuned["test_accuracy"]["std"], accuracy_min=tuned["test_accuracy"]["min"],
+            accuracy_max=tuned["test_accuracy"]["max"], seeds=tuned["test_accuracy"]["n"],
+            learning_rate=tuned["learning_rate"], validation_accuracy_by_learning_rate=tuned["grid"],
+            per_seed_test_accuracy=[cell["test"]["accuracy"] for cell in tuned["cells"]],
+        )
+        return row
 
     results = {
-        "glm_pretrained_finetuned": pick(finetune, "test"),
-        "glm_from_scratch": pick(scratch, "test"),
-        "tfidf_baseline": pick(baseline, "test"),
+        "glm_pretrained_finetuned": glm_row("finetune"),
+        "glm_from_scratch": glm_row("finetune_from_scratch"),
+        "tfidf_baseline": {key: baseline[f"test_{key}"] for key in ("accuracy", "macro_f1")},
     }
     gain = {
         key: results["glm_pretrained_finetuned"][key] - results["glm_from_scratch"][key]
         for key in ("accuracy", "macro_f1")
-        if key in results["glm_pretrained_finetuned"] and key in results["glm_from_scratch"]
     }
     return {
-        "test_split": {"examples": finetune.get("test_samples"), "rule": _split_rule()},
+        "test_split": {"examples": test_size, "rule": _split_rule()},
         "results": results,
         "pretraining_gain": gain,
         "pretraining": {
@@ -481,23 +485,27 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     from .sentiment import sentiment_data_stats
 
     finetune_dir = os.path.join(job_dir, "finetune")
-    own = _read_json(os.path.join(finetune_dir, "all_results.json"))
-    baseline = _read_json(os.path.join(finetune_dir, "baseline_results.json"))
-    scratch = _read_json(os.path.join(job_dir, "finetune_from_scratch", "all_results.json"))
+    baseline = _read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
+    rows = summary["results"]
+
+    def seeds_note(row: dict) -> str:
+        return (f"; test accuracy mean of {row['seeds']} fine-tuning seeds (std {row['accuracy_std']:.4f}, "
+                f"min {row['accuracy_min']:.4f}, max {row['accuracy_max']:.4f}) at lr {row['learning_rate']:g}, "
+                "chosen on validation")
 
     size = settings.model_size
     results = [
         {
             "name": "**GLM, pretrained + fine-tuned (this model)**",
-            "description": f"{size} GLM pretrained {settings.pretrain_steps} steps (MLM + NSP), fine-tuned "
-            f"{settings.finetune_steps} steps",
-            "metrics": unprefix(own, "test"),
+            "description": f"{size} GLM pretrained {settings.pretrain_steps} steps ({settings.objective}), fine-tuned "
+            f"{settings.finetune_steps} steps" + seeds_note(rows["glm_pretrained_finetuned"]),
+            "metrics": {k: rows["glm_pretrained_finetuned"][k] for k in ("accuracy", "macro_f1")},
         },
         {
             "name": "GLM from scratch",
-            "description": f"same {size} architecture, tokenizer, data, steps and "
-            "hyperparameters, random initialisation (no pretraining)",
-            "metrics": unprefix(scratch, "test"),
+            "description": f"same {size} architecture, tokenizer, data, steps and fine-tuning protocol, random "
+            "initialisation (no pretraining)" + seeds_note(rows["glm_from_scratch"]),
+            "metrics": {k: rows["glm_from_scratch"][k] for k in ("accuracy", "macro_f1")},
         },
         {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefix(baseline, "test")},
     ]
@@ -510,14 +518,15 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     pretrain_curve = os.path.join(job_dir, "pretrain", "loss_curve.png")
     if os.path.isfile(pretrain_curve):
         shutil.copyfile(pretrain_curve, os.path.join(finetune_dir, "pretraining_loss_curve.png"))
-        plots["Pretraining loss (MLM + NSP)"] = "pretraining_loss_curve.png"
+        plots[f"Pretraining loss ({settings.objective})"] = "pretraining_loss_curve.png"
 
     gain = summary["pretraining_gain"]
     pretraining = summary["pretraining"]
     minutes = {name: (seconds or 0) / 60 for name, seconds in summary["stage_seconds"].items()}
     notes = [
         "All rows: the same test split (" + summary["test_split"]["rule"] + "), never used for training or model "
-        "selection. The TF-IDF baseline's C was chosen on the validation split.",
+        "selection. Each GLM row chose its fine-tuning learning rate from the same grid on the validation split; "
+        "the TF-IDF baseline's C was chosen on the validation split too.",
         "Pretraining gain (pretrained minus from scratch): "
         + ", ".join(f"{key} {100 * value:+.1f} points" for key, value in gain.items())
         + ".",
@@ -525,7 +534,9 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
         + ", ".join(
             f"{key.removeprefix('eval_')} {value:.4g}"
             for key, value in pretraining.items()
-            if key in ("eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy")
+            if key in ("eval_mlm_accuracy", "eval_perplexity", "eval_nsp_accuracy", "eval_sop_accuracy",
+                       "eval_rtd_accuracy", "eval_generator_mlm_accuracy", "eval_unigram_cloze_accuracy",
+                       "eval_bigram_cloze_accuracy")
         )
         + " on held-out pretraining text.",
         "Compute: " + ", ".join(f"{name} {value:.1f} min" for name, value in minutes.items()) + " (wall clock).",
@@ -545,7 +556,13 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
         "pretraining max_seq_length": settings.pretrain_max_seq_length,
         "fine-tuning steps": settings.finetune_steps,
         "fine-tuning batch size": settings.finetune_batch_size,
-        "fine-tuning learning rate": settings.finetune_learning_rate,
+        "pretraining objective": settings.objective,
+        "pretraining corpus weights": settings.corpus_weights or "every document once per epoch",
+        "masking rate": settings.mlm_probability if settings.mlm_probability_end is None
+        else f"{settings.mlm_probability} -> {settings.mlm_probability_end} (linear)",
+        "fine-tuning learning-rate grid (chosen on validation)": settings.finetune_learning_rates,
+        "fine-tuning seeds": settings.finetune_seeds,
+        "classifier pooling": settings.finetune_pooling,
         "fine-tuning max_seq_length": settings.finetune_max_seq_length,
         "warmup (share of steps), then linear decay": f"pretraining {settings.pretrain_warmup:g}, fine-tuning "
         f"{settings.finetune_warmup:g}",
@@ -554,7 +571,7 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
         "weight decay": 0.01,
         "optimizer": "AdamW",
         "precision": "fp32 (CPU)",
-        "seed": settings.seed,
+        "seed (tokenizer, pretraining)": settings.seed,
     }
     return write_finetuned_card(
         finetune_dir,
@@ -630,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         for index, stage in enumerate(build_stages(job_dir, settings, data_version), start=1):
-            known[stage.name] = run_stage(stage, job_dir, records, known, _runner(stage.name), index)
+            known[stage.name] = run_stage(stage, job_dir, records, known, index)
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to resume where it stopped.", file=sys.stderr)
         return 130
@@ -665,6 +682,10 @@ def print_report(summary: dict, job_dir: str) -> None:
         )
     gain = summary["pretraining_gain"]
     print("  pretraining gain: " + ", ".join(f"{k} {100 * v:+.1f} points" for k, v in gain.items()))
+    for title, key in rows[:2]:
+        row = summary["results"][key]
+        print(f"  {title}: test accuracy over {row['seeds']} seeds {row['accuracy_min']:.4f}-{row['accuracy_max']:.4f}"
+              f" (std {row['accuracy_std']:.4f}), lr {row['learning_rate']:g} chosen on validation")
     print(f"\nReloaded {os.path.join(job_dir, 'finetune')} with AutoModelForSequenceClassification.from_pretrained:")
     for example in summary["examples"]:
         print(f"  {example['label']:<9} {example['score']:.3f}  {example['text']}")

@@ -796,7 +796,8 @@ class GLMForPreTraining(GLMPreTrainedModel):
     def __init__(self, config: GLMConfig):
         super().__init__(config)
         self.objective = config.pretraining_objective
-        self.glm = GLMModel(config)
+        # RTD trains no sentence-level head: no pooler (a classifier fine-tuned from it starts one of its own).
+        self.glm = GLMModel(config, add_pooling_layer=self.objective != "rtd")
         if self.objective == "rtd":
             self.discriminator = GLMDiscriminatorHead(config)
             self.generator = self.generator_head = None

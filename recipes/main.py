@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """The main job on the embedded data, end to end (same as ``glm-hf main``).
 
-    python recipes/main.py                 # default budget, about 25-28 min on 2 CPU cores, in runs/main
-    python recipes/main.py --quick         # smoke test, 2-3 min, in runs/main_quick
+    python recipes/main.py                 # default budget (README: measured time), in runs/main
+    python recipes/main.py --quick         # smoke test, in runs/main_quick
 
 Interrupt it and run the same command again: finished stages are skipped, an interrupted one resumes.
 All options: python recipes/main.py --help (the logic lives in glm_hf/main_job.py).

@@ -1,4 +1,4 @@
-"""MLM + NSP pretraining of GLM; the logic and every flag live in glm_hf.pretraining.
+"""Pretraining of GLM (--objective mlm_nsp, mlm_sop, mlm or rtd); the logic and every flag live in glm_hf.pretraining.
 
     python recipes/pretrain.py --tokenizer_name TOK --dataset_name embedded --model_size mini \
         --max_steps 1000 --output_dir OUT            # plus any TrainingArguments flag

@@ -340,3 +340,27 @@ def test_config_overrides_apply_to_pretrained_and_new_models(pretrained_dir, tin
     bad = ModelArguments(model_name_or_path=str(pretrained_dir), config_overrides="hidden_dropout_prob=1.5")
     with pytest.raises(ValueError, match="hidden_dropout_prob"):
         build_config_and_model(bad, task, tiny_tokenizer, max_seq_length=32)
+
+
+def test_reinitialising_the_top_layers_and_pooler_of_a_loaded_model(tmp_path):
+    """Loaded weights are marked initialised in transformers v5: re-initialising them must still draw them anew."""
+    import torch
+
+    from glm_hf import GLMConfig, GLMForSequenceClassification
+    from glm_hf.finetuning import reinitialize_top
+
+    model = GLMForSequenceClassification(GLMConfig.from_size("tiny", vocab_size=300, num_labels=2))
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(1.0)
+    model.save_pretrained(tmp_path)
+    loaded = GLMForSequenceClassification.from_pretrained(tmp_path)
+    kept = loaded.glm.encoder.layer[0].attention.self.query.weight.clone()
+    reinitialize_top(loaded, 1, pooler=True)
+    top = loaded.glm.encoder.layer[1]
+    assert abs(float(top.attention.self.query.weight.mean())) < 0.01  # drawn anew around 0, not around 1
+    assert torch.equal(top.output.LayerNorm.weight, torch.ones_like(top.output.LayerNorm.weight))
+    assert abs(float(loaded.glm.pooler.dense.weight.mean())) < 0.01
+    assert torch.equal(loaded.glm.encoder.layer[0].attention.self.query.weight, kept)
+    with pytest.raises(ValueError, match="reinit_top_layers must be in \\[0, 2\\]"):
+        reinitialize_top(loaded, 3, pooler=False)

@@ -1,0 +1,101 @@
+"""The compute study: settings checks, folder ownership, aggregation over seeds, table and figure; the quick grid
+end to end (tiny models, a few steps) with a rerun that skips every finished cell."""
+
+import json
+import os
+
+import pytest
+
+from glm_hf import study
+from glm_hf.study import StudySettings, claim_folder, spread, study_table
+
+
+def _cell(validation, test):
+    return {"validation": {"accuracy": validation, "macro_f1": validation}, "test": {"accuracy": test, "macro_f1": test}}
+
+
+def test_spread_over_seeds():
+    summary = spread([_cell(0.8, 0.81), _cell(0.82, 0.83), _cell(0.84, 0.85)])
+    assert summary["test_accuracy"]["mean"] == pytest.approx(0.83)
+    assert summary["test_accuracy"]["std"] == pytest.approx(0.02)
+    assert (summary["test_accuracy"]["min"], summary["test_accuracy"]["max"], summary["test_accuracy"]["n"]) == (
+        0.81, 0.85, 3)
+    assert spread([_cell(0.8, 0.8)])["test_accuracy"]["std"] == 0.0
+
+
+def test_settings_name_the_bad_flag():
+    with pytest.raises(ValueError, match="objectives must be a comma-separated subset"):
+        StudySettings(objectives="mlm,gpt")
+    with pytest.raises(ValueError, match="budgets must be comma-separated positive integers"):
+        StudySettings(budgets="100,0")
+    settings = StudySettings(objectives="rtd, mlm", budgets="300,100,300")
+    assert settings.objective_list == ["rtd", "mlm"] and settings.budget_list == [100, 300]
+
+
+def test_a_folder_holding_someone_elses_files_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and holds no glm-hf study"):
+        claim_folder(str(tmp_path), study.STUDY_MARKER, "glm-hf study")
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    fresh = tmp_path / "fresh"
+    claim_folder(str(fresh), study.STUDY_MARKER, "glm-hf study")
+    claim_folder(str(fresh), study.STUDY_MARKER, "glm-hf study")  # ours: accepted again
+    assert (fresh / study.STUDY_MARKER).is_file()
+
+
+def _results():
+    row = lambda objective, steps, flos, accuracies: {  # noqa: E731
+        "objective": objective, "steps": steps, "flos": flos, "minutes": steps / 100, "learning_rate": 5e-4,
+        "pretraining": {"eval_mlm_accuracy": 0.2, "eval_bigram_cloze_accuracy": 0.15},
+        **spread([_cell(a, a) for a in accuracies]),
+    }
+    return {
+        "random_init": {"learning_rate": 1e-3, **spread([_cell(a, a) for a in (0.80, 0.81, 0.82)])},
+        "tfidf": {"test_accuracy": 0.865},
+        "rows": [row("mlm", 100, 1e12, (0.80, 0.82, 0.81)), row("mlm", 300, 3e12, (0.84, 0.85, 0.83)),
+                 row("rtd", 100, 1.2e12, (0.83, 0.83, 0.84))],
+    }
+
+
+def test_table_and_figure(tmp_path):
+    table = study_table(_results())
+    assert "| random init | 0 | 0 | 0 | - | - | 0.001 | 0.8100 ± 0.0100 (3) |" in table
+    assert "| mlm | 300 | 3.00e+12 | 3.0 | 0.200 | 0.150 | 0.0005 | 0.8400 ± 0.0100 (3) |" in table
+    assert table.splitlines()[-1].endswith("| 0.8650 |")
+    path = study.plot_study(_results(), str(tmp_path / "study.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["study.png"]  # no temporary file left behind
+
+
+def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
+    output_dir = tmp_path / "study"
+    argv = ["--output_dir", str(output_dir), "--quick", "--objectives", "mlm_sop,rtd", "--seeds", "0,1",
+            "--learning_rates", "1e-3,3e-3"]
+    assert study.main(argv) == 0
+    results = json.loads((output_dir / study.RESULTS_FILE).read_text())
+    assert [(row["objective"], row["steps"]) for row in results["rows"]] == [
+        ("mlm_sop", 4), ("mlm_sop", 8), ("rtd", 4), ("rtd", 8)]
+    for row in [*results["rows"], results["random_init"]]:
+        assert row["test_accuracy"]["n"] == 2 and len(row["cells"]) == 2
+        assert {cell["settings"]["learning_rate"] for cell in row["cells"]} == {row["learning_rate"]}
+        assert set(row["grid"]) == {"0.001", "0.003"}
+    flos = {row["objective"]: [] for row in results["rows"]}
+    for row in results["rows"]:
+        flos[row["objective"]].append(row["flos"])
+    assert all(0 < first < second for first, second in flos.values())  # more steps, more FLOPs
+    assert "eval_sop_accuracy" in results["rows"][1]["pretraining"]
+    assert "eval_rtd_accuracy" in results["rows"][3]["pretraining"]
+    assert "eval_bigram_cloze_accuracy" in results["rows"][3]["pretraining"]
+    assert 0.5 < results["tfidf"]["test_accuracy"] <= 1
+    assert (output_dir / study.FIGURE_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = capsys.readouterr().out
+    assert "| random init |" in table and "| rtd | 8 |" in table
+    cells = [os.path.join(root, name) for root, _, files in os.walk(output_dir / "finetune") for name in files
+             if name == study.CELL_FILE]
+    assert len(cells) == 5 * 3  # 4 checkpoints + random init, each 2 rates on seed 0 + 1 more seed
+    stamps = {path: os.path.getmtime(path) for path in cells}
+
+    # A rerun finds every cell and pretraining run finished: nothing is trained again.
+    assert study.main(argv) == 0
+    assert {path: os.path.getmtime(path) for path in cells} == stamps
