@@ -61,16 +61,20 @@ class JobSettings:
     tokenizer_max_documents: int | None = field(
         default=None, metadata={"help": "train the tokenizer on fewer documents"}
     )
-    objective: str = field(default="mlm_nsp", metadata={"help": "pretraining objective (see glm-hf pretrain --help)"})
-    corpus_weights: str | None = field(default=None, metadata={"help": "pretraining corpus weights, e.g. reviews=1"})
-    mlm_probability: float = field(default=0.15, metadata={"help": "masking (rtd: replacement) rate"})
+    # MLM alone on packed in-domain text: measured (README) against MLM + NSP on news + reviews, which fine-tuned 3.5
+    # points below the random initialisation at this budget; 30 % masking gives twice the predictions per sequence.
+    objective: str = field(default="mlm", metadata={"help": "pretraining objective (see glm-hf pretrain --help)"})
+    corpus_weights: str | None = field(
+        default="reviews=1,peoples_daily=0", metadata={"help": "pretraining corpus weights (0 leaves a corpus out)"}
+    )
+    mlm_probability: float = field(default=0.3, metadata={"help": "masking (rtd: replacement) rate"})
     mlm_probability_end: float | None = field(default=None, metadata={"help": "masking rate at the last step"})
     generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)"})
-    pretrain_max_seq_length: int = field(default=64, metadata={"help": "tokens per pretraining example"})
-    pretrain_steps: int = field(default=3000, metadata={"help": "pretraining optimizer steps"})
+    pretrain_max_seq_length: int = field(default=128, metadata={"help": "tokens per pretraining example"})
+    pretrain_steps: int = field(default=900, metadata={"help": "pretraining optimizer steps"})
     pretrain_batch_size: int = field(default=32, metadata={"help": "examples per pretraining step"})
     pretrain_learning_rate: float = field(default=1e-3, metadata={"help": "peak pretraining learning rate"})
-    pretrain_warmup: float = field(default=0.1, metadata={"help": "pretraining warmup, share of the steps"})
+    pretrain_warmup: float = field(default=0.06, metadata={"help": "pretraining warmup, share of the steps"})
     # Dropout off: in a run of minutes it only slows learning (as in Geiping & Goldstein 2022, "Cramming"); measured
     # here, MLM accuracy after 250 / 500 pretraining steps 0.084 / 0.121 without dropout vs 0.048 / 0.106 with 0.1.
     pretrain_dropout: float = field(default=0.0, metadata={"help": "hidden and attention dropout in pretraining"})
@@ -80,9 +84,9 @@ class JobSettings:
     finetune_steps: int = field(default=440, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
     finetune_batch_size: int = field(default=32, metadata={"help": "reviews per fine-tuning step"})
     finetune_learning_rates: str = field(
-        default="5e-4", metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"}
+        default="1e-4,5e-4", metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"}
     )
-    finetune_seeds: str = field(default="0", metadata={"help": "fine-tuning seeds (the first one picks the rate)"})
+    finetune_seeds: str = field(default="0,1", metadata={"help": "fine-tuning seeds (the first one picks the rate)"})
     finetune_warmup: float = field(default=0.06, metadata={"help": "fine-tuning warmup, share of the steps"})
     finetune_dropout: float = field(
         default=0.0, metadata={"help": "hidden and attention dropout in fine-tuning (one epoch: nothing to regularise)"}
@@ -112,6 +116,7 @@ class JobSettings:
             finetune_steps=200,
             finetune_batch_size=32,
             finetune_learning_rates="1e-3",
+            finetune_seeds="0",
             max_train_samples=6400,
             max_eval_samples=400,
             max_predict_samples=None,
