@@ -194,9 +194,15 @@ def save_confusion_matrix(
     with plt.rc_context({"font.family": font_family} if font_family else {}):
         figure = _draw_confusion_matrix(plt, matrix, tick_labels, size, title)
 
+    return save_png(plt, figure, path)
+
+
+def save_png(plt, figure, path: str) -> str:
+    """Save a matplotlib figure as PNG atomically (temporary file, then rename) and close it; returns the path."""
     path, staging = _atomic_target(path)
     try:
         figure.savefig(staging, format="png")
+        os.chmod(staging, 0o644)  # mkstemp creates the file private to its owner
         os.replace(staging, path)
     finally:
         plt.close(figure)

@@ -1,8 +1,5 @@
 """Training plots for model folders (matplotlib, headless)."""
 
-import os
-import tempfile
-
 
 def save_loss_curve(log_history: list[dict], path: str, title: str | None = None) -> str:
     """Plot training loss and evaluation loss against the optimizer step; write a PNG to ``path``.
@@ -34,19 +31,6 @@ def save_loss_curve(log_history: list[dict], path: str, title: str | None = None
     axes.legend()
     figure.tight_layout()
 
-    path = os.path.abspath(path)
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    handle, staging = tempfile.mkstemp(prefix=".loss-curve-", suffix=".png", dir=folder)
-    os.close(handle)
-    try:
-        figure.savefig(staging, format="png")
-        os.chmod(staging, 0o644)  # mkstemp creates the file private to its owner
-        os.replace(staging, path)
-    except BaseException:
-        if os.path.exists(staging):
-            os.remove(staging)
-        raise
-    finally:
-        plt.close(figure)
-    return path
+    from .evaluation import save_png
+
+    return save_png(plt, figure, path)

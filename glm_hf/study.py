@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 
 from transformers import TrainerCallback
 
-from .evaluation import write_json
+from .evaluation import save_png, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -414,15 +414,7 @@ def plot_study(results: dict, path: str) -> str:
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    staging = f"{path}.tmp.png"
-    try:
-        figure.savefig(staging, format="png")
-        os.replace(staging, path)
-    finally:
-        plt.close(figure)
-        if os.path.exists(staging):
-            os.remove(staging)
-    return path
+    return save_png(plt, figure, path)
 
 
 def study_table(results: dict) -> str:

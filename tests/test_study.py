@@ -71,7 +71,7 @@ def test_table_and_figure(tmp_path):
 def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     output_dir = tmp_path / "study"
     argv = ["--output_dir", str(output_dir), "--quick", "--objectives", "mlm_sop,rtd", "--seeds", "0,1",
-            "--learning_rates", "1e-3,3e-3"]
+            "--learning_rates", "3e-3"]  # the choice of a rate on validation is tested with the main job
     assert study.main(argv) == 0
     results = json.loads((output_dir / study.RESULTS_FILE).read_text())
     assert [(row["objective"], row["steps"]) for row in results["rows"]] == [
@@ -79,7 +79,7 @@ def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     for row in [*results["rows"], results["random_init"]]:
         assert row["test_accuracy"]["n"] == 2 and len(row["cells"]) == 2
         assert {cell["settings"]["learning_rate"] for cell in row["cells"]} == {row["learning_rate"]}
-        assert set(row["grid"]) == {"0.001", "0.003"}
+        assert set(row["grid"]) == {"0.003"}
     flos = {row["objective"]: [] for row in results["rows"]}
     for row in results["rows"]:
         flos[row["objective"]].append(row["flos"])
@@ -93,7 +93,7 @@ def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     assert "| random init |" in table and "| rtd | 8 |" in table
     cells = [os.path.join(root, name) for root, _, files in os.walk(output_dir / "finetune") for name in files
              if name == study.CELL_FILE]
-    assert len(cells) == 5 * 3  # 4 checkpoints + random init, each 2 rates on seed 0 + 1 more seed
+    assert len(cells) == 5 * 2  # 4 checkpoints + random init, each with 2 seeds
     stamps = {path: os.path.getmtime(path) for path in cells}
 
     # A rerun finds every cell and pretraining run finished: nothing is trained again.
