@@ -796,8 +796,8 @@ class GLMForPreTraining(GLMPreTrainedModel):
     def __init__(self, config: GLMConfig):
         super().__init__(config)
         self.objective = config.pretraining_objective
-        # RTD trains no sentence-level head: no pooler (a classifier fine-tuned from it starts one of its own).
-        self.glm = GLMModel(config, add_pooling_layer=self.objective != "rtd")
+        # Only NSP/SOP train the pooler; without them it is left out (a classifier fine-tuned later starts its own).
+        self.glm = GLMModel(config, add_pooling_layer=self.objective in ("mlm_nsp", "mlm_sop"))
         if self.objective == "rtd":
             self.discriminator = GLMDiscriminatorHead(config)
             self.generator = self.generator_head = None
