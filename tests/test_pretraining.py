@@ -216,7 +216,9 @@ def test_killed_run_resumes_from_its_last_checkpoint_to_the_same_state(corpus_di
     assert max_weight_difference < 1e-5
     one, two = logged_losses(tmp_path / "uninterrupted"), logged_losses(tmp_path / "resumed")
     assert sorted(two) == list(range(1, 9))
-    assert max(abs(one[step] - two[step]) for step in range(4, 9)) < 1e-6  # steps 4-8 were run after the resume
+    # Steps 4-8 were run after the resume. The same round-off reaches the logged losses (seen: 1.9e-6 on losses ~7
+    # with other jobs on the machine); a wrong batch or mask after the resume changes a loss by 1e-2 or more.
+    assert max(abs(one[step] - two[step]) for step in range(4, 9)) < 1e-5
 
 
 def test_arguments_are_checked():
