@@ -545,6 +545,28 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
     return model
 
 
+def build_collator(data_args: DataTrainingArguments, tokenizer, seed: int) -> DataCollatorForPreTraining:
+    """The masking collator of the objective."""
+    rtd = data_args.objective == "rtd"
+    return DataCollatorForPreTraining(
+        tokenizer,
+        mlm_probability=data_args.mlm_probability,
+        # RTD: the model fills every chosen position with a generated token; [MASK] is what its generator reads.
+        mask_replace_prob=1.0 if rtd else data_args.mask_replace_prob,
+        random_replace_prob=0.0 if rtd else data_args.random_replace_prob,
+        whole_word_mask=data_args.whole_word_mask,
+        pad_to_multiple_of=data_args.pad_to_multiple_of,
+        seed=seed,
+    )
+
+
+def evaluation_functions(objective: str, has_generator: bool, train_dataset, eval_dataset, tokenizer):
+    """Trainer's ``compute_metrics`` and ``preprocess_logits_for_metrics`` for ``objective``."""
+    compute_metrics = PreTrainingMetrics(objective, cloze_baseline(train_dataset, eval_dataset, tokenizer))
+    preprocess = partial(preprocess_logits_for_metrics, fields=pretraining_output_fields(objective, has_generator))
+    return compute_metrics, preprocess
+
+
 def cloze_baseline(train_dataset, eval_dataset, tokenizer, max_fit_examples: int = 20000) -> dict:
     """Unigram / bigram cloze accuracy on the evaluation set's masked positions, fitted on (up to
     ``max_fit_examples``) training examples: the n-gram lines the model's MLM accuracy is read against."""
@@ -674,16 +696,7 @@ def pretrain(
         trust_remote_code=model_args.trust_remote_code,
     )
     rtd = data_args.objective == "rtd"
-    collator = DataCollatorForPreTraining(
-        tokenizer,
-        mlm_probability=data_args.mlm_probability,
-        # RTD: the model fills every chosen position with a generated token; [MASK] is what its generator reads.
-        mask_replace_prob=1.0 if rtd else data_args.mask_replace_prob,
-        random_replace_prob=0.0 if rtd else data_args.random_replace_prob,
-        whole_word_mask=data_args.whole_word_mask,
-        pad_to_multiple_of=data_args.pad_to_multiple_of,
-        seed=training_args.seed,
-    )
+    collator = build_collator(data_args, tokenizer, training_args.seed)
     train_dataset, eval_dataset, stats = build_datasets(data_args, model_args, training_args, tokenizer, collator)
     logger.info("Training examples: %s", stats["train_examples"])
     if training_args.do_eval and eval_dataset is None:
@@ -699,9 +712,8 @@ def pretrain(
         callbacks.append(MaskingRateCallback(collator, data_args.mlm_probability, data_args.mlm_probability_end))
     compute_metrics = preprocess = None
     if training_args.do_eval:
-        compute_metrics = PreTrainingMetrics(data_args.objective, cloze_baseline(train_dataset, eval_dataset, tokenizer))
-        preprocess = partial(
-            preprocess_logits_for_metrics, fields=pretraining_output_fields(data_args.objective, has_generator)
+        compute_metrics, preprocess = evaluation_functions(
+            data_args.objective, has_generator, train_dataset, eval_dataset, tokenizer
         )
 
     trainer = PreTrainingTrainer(

@@ -73,8 +73,6 @@ def finetune_cell(
     """Fine-tune ``init_dir`` (None: a random initialisation of ``config_dir``'s architecture) into ``cell_dir`` and
     score it on validation and test; the result is written to ``cell_dir/cell.json`` (a finished cell is read back).
     Without ``keep_model`` only the metrics stay: the weights of dozens of cells are not worth their disk."""
-    from transformers import TrainingArguments
-
     from .finetuning import DataTrainingArguments, ModelArguments, finetune
 
     record_path = os.path.join(cell_dir, CELL_FILE)
@@ -109,7 +107,26 @@ def finetune_cell(
         max_predict_samples=protocol.max_predict_samples,
         run_baseline=False,
     )
-    training_args = TrainingArguments(
+    start = time.perf_counter()
+    metrics = finetune(model_args, data_args, _cell_training_args(cell_dir, protocol, learning_rate, seed))
+    record = {
+        "settings": settings,
+        "seconds": round(time.perf_counter() - start, 1),
+        "validation": {key.removeprefix("eval_"): metrics[key] for key in ("eval_accuracy", "eval_macro_f1")},
+        "test": {key.removeprefix("test_"): metrics[key] for key in ("test_accuracy", "test_macro_f1")},
+    }
+    if not keep_model:
+        for name in os.listdir(cell_dir):
+            if name.endswith((".safetensors", ".bin")):
+                os.remove(os.path.join(cell_dir, name))
+    write_json(record, record_path)
+    return record
+
+
+def _cell_training_args(cell_dir: str, protocol: FinetuneProtocol, learning_rate: float, seed: int):
+    from transformers import TrainingArguments
+
+    return TrainingArguments(
         output_dir=cell_dir,
         do_train=True,
         do_eval=True,
@@ -127,20 +144,6 @@ def finetune_cell(
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
     )
-    start = time.perf_counter()
-    metrics = finetune(model_args, data_args, training_args)
-    record = {
-        "settings": settings,
-        "seconds": round(time.perf_counter() - start, 1),
-        "validation": {key.removeprefix("eval_"): metrics[key] for key in ("eval_accuracy", "eval_macro_f1")},
-        "test": {key.removeprefix("test_"): metrics[key] for key in ("test_accuracy", "test_macro_f1")},
-    }
-    if not keep_model:
-        for name in os.listdir(cell_dir):
-            if name.endswith((".safetensors", ".bin")):
-                os.remove(os.path.join(cell_dir, name))
-    write_json(record, record_path)
-    return record
 
 
 def tune_and_repeat(cells_dir: str, protocol: FinetuneProtocol, report=print, **cell_kwargs) -> dict:
