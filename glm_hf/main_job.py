@@ -35,7 +35,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from .evaluation import write_json
-from .study import FinetuneProtocol, tune_and_repeat
+from .study import FinetuneProtocol, drop_weights, parse_numbers, tune_and_repeat
 
 logger = logging.getLogger(__name__)
 
@@ -133,22 +133,12 @@ class JobSettings:
             pooling=self.finetune_pooling,
             reinit_pooler=self.reinit_pooler,
             reinit_top_layers=self.reinit_top_layers,
-            learning_rates=tuple(_numbers(self.finetune_learning_rates, float, "finetune_learning_rates")),
-            seeds=tuple(_numbers(self.finetune_seeds, int, "finetune_seeds")),
+            learning_rates=tuple(parse_numbers(self.finetune_learning_rates, float, "finetune_learning_rates")),
+            seeds=tuple(parse_numbers(self.finetune_seeds, int, "finetune_seeds")),
             max_train_samples=self.max_train_samples,
             max_eval_samples=self.max_eval_samples,
             max_predict_samples=self.max_predict_samples,
         )
-
-
-def _numbers(text: str, kind, name: str) -> list:
-    try:
-        values = [kind(item) for item in text.split(",")]
-    except ValueError:
-        values = []
-    if not values or any(value < 0 for value in values):
-        raise ValueError(f"{name} must be comma-separated non-negative numbers, got {text!r}")
-    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -387,7 +377,7 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         for name in os.listdir(chosen):  # the chosen model becomes finetune/ itself
             if os.path.isfile(os.path.join(chosen, name)) and name != "cell.json":
                 shutil.copy2(os.path.join(chosen, name), path(f"finetune/{name}"))
-        _drop_cell_weights(cells)
+        drop_weights(cells)
         return result
 
     def run_baseline() -> dict:
@@ -418,14 +408,6 @@ def _public_settings(arguments) -> dict:
     """The fields of an argument dataclass that shape results (TrainingArguments: without its run-time state)."""
     values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
     return {key: value for key, value in values.items() if not key.startswith("_") and key not in ("logging_dir",)}
-
-
-def _drop_cell_weights(cells_dir: str) -> None:
-    """Fine-tuning cells keep their metrics; their weights (dozens of copies of the model) are not kept."""
-    for root, _, files in os.walk(cells_dir):
-        for name in files:
-            if name.endswith((".safetensors", ".bin")):
-                os.remove(os.path.join(root, name))
 
 
 # ------------------------------------------------------------------------------------------------------- summary

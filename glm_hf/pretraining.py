@@ -49,7 +49,7 @@ from .collator import (
     mask_dataset,
     unigram_distribution,
 )
-from .configuration_glm import MODEL_SIZES, GLMConfig
+from .configuration_glm import MODEL_SIZES, PRETRAINING_OBJECTIVES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
@@ -104,6 +104,7 @@ class ModelArguments:
 
 
 # The objectives: what the examples are, which head learns, what the loss is (GLMConfig.pretraining_objective).
+# Described per name of GLMConfig's PRETRAINING_OBJECTIVES (the one list of them; checked below).
 OBJECTIVES = {
     "mlm_nsp": "BERT's masked LM + next sentence prediction on sentence pairs (the reference)",
     "mlm_sop": "masked LM + ALBERT's sentence-order prediction on sentence pairs",
@@ -112,6 +113,7 @@ OBJECTIVES = {
     " > 0) or the corpus's unigram distribution fills the masked positions, the discriminator tells every token "
     "original or replaced",
 }
+assert tuple(OBJECTIVES) == PRETRAINING_OBJECTIVES, "describe every objective of GLMConfig, in its order"
 SENTENCE_TASK_OF = {"mlm_nsp": "nsp", "mlm_sop": "sop"}
 
 

@@ -116,11 +116,17 @@ def finetune_cell(
         "test": {key.removeprefix("test_"): metrics[key] for key in ("test_accuracy", "test_macro_f1")},
     }
     if not keep_model:
-        for name in os.listdir(cell_dir):
-            if name.endswith((".safetensors", ".bin")):
-                os.remove(os.path.join(cell_dir, name))
+        drop_weights(cell_dir)
     write_json(record, record_path)
     return record
+
+
+def drop_weights(folder: str) -> None:
+    """Fine-tuning cells keep their metrics; their weights (dozens of copies of the model) are not kept."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            if name.endswith((".safetensors", ".bin")):
+                os.remove(os.path.join(root, name))
 
 
 def _cell_training_args(cell_dir: str, protocol: FinetuneProtocol, learning_rate: float, seed: int):
@@ -210,19 +216,21 @@ class StudySettings:
         unknown = [name for name in self.objective_list if name not in OBJECTIVES]
         if unknown or not self.objective_list:
             raise ValueError(f"objectives must be a comma-separated subset of {list(OBJECTIVES)}, got {self.objectives!r}")
-        self.budget_list = sorted({_positive_int(b, "budgets") for b in self.budgets.split(",")})
-        self.seed_list = [int(seed) for seed in self.seeds.split(",")]
-        self.rate_list = [float(rate) for rate in self.learning_rates.split(",")]
+        self.budget_list = sorted(set(parse_numbers(self.budgets, int, "budgets", minimum=1)))
+        self.seed_list = parse_numbers(self.seeds, int, "seeds")
+        self.rate_list = parse_numbers(self.learning_rates, float, "learning_rates")
 
 
-def _positive_int(text: str, name: str) -> int:
+def parse_numbers(text: str, kind, name: str, minimum: float = 0) -> list:
+    """``"1e-4,5e-4"`` -> ``[0.0001, 0.0005]``; a bad item or one below ``minimum`` names the setting."""
     try:
-        value = int(text)
+        values = [kind(item) for item in text.split(",")]
     except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{name} must be comma-separated positive integers, got {text!r}")
-    return value
+        values = []
+    if not values or any(value < minimum for value in values):
+        plural = "positive integers" if kind is int and minimum >= 1 else "non-negative numbers"
+        raise ValueError(f"{name} must be comma-separated {plural}, got {text!r}")
+    return values
 
 
 class SaveAtStepsCallback(TrainerCallback):
@@ -279,10 +287,6 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
         dataloader_num_workers=0,
         dataloader_pin_memory=False,
     )
-    from transformers.trainer_utils import get_last_checkpoint
-
-    resume = get_last_checkpoint(run_dir) if os.path.isdir(run_dir) else None
-    training_args.resume_from_checkpoint = resume
     start = time.perf_counter()
     metrics = pretrain(model_args, data_args, training_args, extra_callbacks=[SaveAtStepsCallback(budgets)])
     seconds = time.perf_counter() - start
