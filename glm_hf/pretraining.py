@@ -472,6 +472,11 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
     if data_args.max_train_samples is not None:
         train_dataset = train_dataset.select(range(min(data_args.max_train_samples, len(train_dataset))))
     eval_dataset = examples.get("validation")
+    if eval_dataset is not None and data_args.corpus_weight_map is not None and "source" in eval_dataset.column_names:
+        # Evaluate on what is trained on: a corpus left out of training (weight 0) is left out of the metrics too,
+        # or an MLM accuracy on news would stand for a model trained on reviews.
+        trained = {name for name, weight in data_args.corpus_weight_map.items() if weight > 0}
+        eval_dataset = eval_dataset.filter(lambda source: source in trained, input_columns="source")
     if eval_dataset is not None:
         if data_args.max_eval_samples is not None:
             eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))

@@ -301,3 +301,27 @@ def test_bad_objective_settings_name_the_flag(flags, message, corpus_dir, tokeni
         assert re.search(message, str(error))
     else:
         pytest.fail("no error")
+
+
+def test_corpus_left_out_of_training_is_left_out_of_evaluation(corpus_dir, tokenizer_dir, tmp_path):
+    """``reviews=1,peoples_daily=0``: the validation examples (and so every eval metric) are reviews only; with both
+    corpora weighted, both stay."""
+    from transformers import AutoTokenizer, TrainingArguments
+
+    from glm_hf.pretraining import DataTrainingArguments, ModelArguments, build_collator, build_datasets
+    from glm_hf.training_setup import parse_args
+
+    def validation_sources(weights):
+        model_args, data_args, training_args = parse_args(
+            (ModelArguments, DataTrainingArguments, TrainingArguments),
+            base_args(corpus_dir, tokenizer_dir, tmp_path, "--objective", "mlm", "--corpus_weights", weights,
+                      "--validation_split_percentage", "20", "--model_size", "tiny"),
+        )
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        collator = build_collator(data_args, tokenizer, seed=7)
+        _, eval_dataset, stats = build_datasets(data_args, model_args, training_args, tokenizer, collator)
+        assert len(eval_dataset) == stats["validation_examples"]["examples"]
+        return set(stats["validation_examples"]["sources"])
+
+    assert validation_sources("reviews=1,peoples_daily=0") == {"reviews"}
+    assert validation_sources("reviews=1,peoples_daily=1") == {"reviews", "peoples_daily"}
