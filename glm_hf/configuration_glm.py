@@ -16,6 +16,7 @@ MODEL_SIZES = {
 
 PRETRAINING_OBJECTIVES = ("mlm_nsp", "mlm_sop", "mlm", "rtd")
 CLASSIFIER_POOLING = ("cls", "mean")
+POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
 
 
 @strict
@@ -45,6 +46,12 @@ class GLMConfig(PreTrainedConfig):
     - ``rtd_loss_weight`` (``rtd``): weight of the discriminator's loss against the generator's MLM loss (ELECTRA: 50).
     - ``classifier_pooling``: what [`GLMForSequenceClassification`] reads: ``"cls"`` (the pooler on [CLS], BERT) or
       ``"mean"`` (the mean of the last layer over the real tokens).
+    - ``position_embedding_init``: how a new model's learned position embeddings start: ``"normal"`` (BERT:
+      N(0, initializer_range)) or ``"sinusoidal"`` (the Transformer's sine/cosine table, rescaled to the same std).
+      Only the start differs; the embeddings are learned either way, so BERT checkpoints convert unchanged. Why:
+      from a random table, small models trained from scratch sit for hundreds of steps at the unigram stage (the
+      table gets no consistent gradient until attention uses position, and attention cannot use position before
+      the table has structure); the sinusoidal table gives neighbouring positions related vectors from step 0.
 
     Sequence classification always runs the last layer's queries and feed-forward for [CLS] only (the pooler reads
     nothing else), unless hidden states or attentions are asked for; the heads name the positions they read with
@@ -81,6 +88,7 @@ class GLMConfig(PreTrainedConfig):
     generator_num_hidden_layers: int = 0
     rtd_loss_weight: float | int = 50.0
     classifier_pooling: str = "cls"
+    position_embedding_init: str = "normal"
 
     @classmethod
     def from_size(cls, size: str, **kwargs) -> "GLMConfig":
@@ -139,6 +147,11 @@ class GLMConfig(PreTrainedConfig):
             raise ValueError(f"rtd_loss_weight must be > 0, got {self.rtd_loss_weight!r}")
         if self.classifier_pooling not in CLASSIFIER_POOLING:
             raise ValueError(f"classifier_pooling must be one of {list(CLASSIFIER_POOLING)}, got {self.classifier_pooling!r}")
+        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
+            raise ValueError(
+                f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "
+                f"got {self.position_embedding_init!r}"
+            )
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"pad_token_id must be None or in [0, vocab_size={self.vocab_size}), got {self.pad_token_id!r}"

@@ -77,6 +77,9 @@ class JobSettings:
     pretrain_warmup: float = field(default=0.06, metadata={"help": "pretraining warmup, share of the steps"})
     # Dropout off: in a run of minutes it only slows learning (as in Geiping & Goldstein 2022, "Cramming"); measured
     # here, MLM accuracy after 250 / 500 pretraining steps 0.084 / 0.121 without dropout vs 0.048 / 0.106 with 0.1.
+    position_embedding_init: str = field(
+        default="sinusoidal", metadata={"help": "how both GLM runs' position embeddings start: normal or sinusoidal"}
+    )
     pretrain_dropout: float = field(default=0.0, metadata={"help": "hidden and attention dropout in pretraining"})
     pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer examples"})
     pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "examples in the pretraining evaluation"})
@@ -194,6 +197,13 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
 
     if settings.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {settings.objective!r}")
+    from .configuration_glm import POSITION_EMBEDDING_INITS
+
+    if settings.position_embedding_init not in POSITION_EMBEDDING_INITS:
+        raise ValueError(
+            f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "
+            f"got {settings.position_embedding_init!r}"
+        )
     if settings.finetune_pooling not in ("cls", "mean"):
         raise ValueError(f"finetune_pooling must be one of ['cls', 'mean'], got {settings.finetune_pooling!r}")
     for name in ("mlm_probability", "mlm_probability_end"):
@@ -348,6 +358,8 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         max_train_documents=s.tokenizer_max_documents, seed=s.seed, overwrite_output_dir=True,
     )
     dropout = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
+    # The twin is built from the pretrained config, so it starts from the same position table.
+    dropout += f",position_embedding_init={s.position_embedding_init}"
     if s.objective == "rtd":
         dropout += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
     pretrain_args = (

@@ -32,6 +32,7 @@ This file is copied next to every saved checkpoint (remote code), so it imports 
 ``.configuration_glm``.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -534,6 +535,16 @@ class GLMDiscriminatorHead(nn.Module):
         return self.dense_prediction(self.activation(self.dense(hidden_states))).squeeze(-1)
 
 
+def sinusoidal_positions(num_positions: int, dim: int, std: float) -> torch.Tensor:
+    """The Transformer's table (sin on even, cos on odd features; wavelengths 2*pi .. 10000*2*pi), scaled to ``std``."""
+    position = torch.arange(num_positions, dtype=torch.float32).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(num_positions, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table * (std / table.std())
+
+
 def generator_config(config: GLMConfig) -> GLMConfig:
     """The RTD generator's config: the discriminator's, with ``generator_num_hidden_layers`` layers."""
     return GLMConfig(**{**config.to_dict(), "num_hidden_layers": config.generator_num_hidden_layers})
@@ -576,6 +587,9 @@ class GLMPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, GLMEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
+            if self.config.position_embedding_init == "sinusoidal":
+                table = module.position_embeddings.weight
+                init.copy_(table, sinusoidal_positions(*table.shape, std=self.config.initializer_range))
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # The full auto_map (every head, not only the saved class) makes any saved folder -- save_pretrained or a

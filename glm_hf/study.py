@@ -205,6 +205,9 @@ class StudySettings:
     mlm_probability: float = field(default=0.15, metadata={"help": "Masking (rtd: replacement) rate."})
     corpus_weights: str | None = field(default=None, metadata={"help": "Pretraining corpus weights (see pretrain)."})
     generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)."})
+    position_embedding_init: str = field(
+        default="sinusoidal", metadata={"help": "How new models' position embeddings start: normal or sinusoidal."}
+    )
     finetune_steps: int = field(default=440, metadata={"help": "Fine-tuning steps (one epoch at batch 32)."})
     finetune_pooling: str = field(default="cls", metadata={"help": "Classifier pooling: cls or mean."})
     quick: bool = field(default=False, metadata={"help": "Tiny grid for smoke tests: its numbers mean nothing."})
@@ -258,6 +261,7 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
         with open(done_path, encoding="utf-8") as f:
             return {int(step): info for step, info in json.load(f).items()}
     overrides = "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
+    overrides += f",position_embedding_init={settings.position_embedding_init}"  # the random-init cells' too
     if objective == "rtd":
         overrides += f",generator_num_hidden_layers={settings.generator_num_hidden_layers}"
     model_args = ModelArguments(model_size=settings.model_size, tokenizer_name=tokenizer_dir, config_overrides=overrides)

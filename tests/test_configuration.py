@@ -39,6 +39,7 @@ VALID = dict(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_
         (dict(pad_token_id=-1), "pad_token_id"),
         (dict(initializer_range=0.0), "initializer_range"),
         (dict(layer_norm_eps=0.0), "layer_norm_eps"),
+        (dict(position_embedding_init="rope"), "position_embedding_init"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_field(overrides, field):

@@ -568,3 +568,26 @@ def test_print_measured_deltas():
     """Summary for ``pytest -s`` (runs last in this module)."""
     for name, delta in MEASURED_EAGER_VS_SDPA.items():
         print(f"eager vs sdpa {name:<32} max |Δ| = {delta:.3e}")
+
+
+def test_sinusoidal_position_table_starts_structured_and_loads_unchanged(tiny_config, tmp_path):
+    """``position_embedding_init="sinusoidal"``: a new model's table is the sine/cosine one at the init std (nearby
+    positions alike, far ones less so); a saved model reloads its trained table, not a fresh one."""
+    from glm_hf.modeling_glm import sinusoidal_positions
+
+    config = copy.deepcopy(tiny_config)
+    config.position_embedding_init = "sinusoidal"
+    model = GLMModel(config)
+    table = model.embeddings.position_embeddings.weight.detach()
+    assert torch.allclose(table, sinusoidal_positions(*table.shape, std=config.initializer_range))
+    assert table.std().item() == pytest.approx(config.initializer_range, rel=1e-4)
+    cosine = F.normalize(table, dim=-1) @ F.normalize(table[10], dim=-1)
+    assert cosine[11] > cosine[20] > cosine[60]
+    normal = GLMModel(tiny_config).embeddings.position_embeddings.weight.detach()
+    assert abs((F.normalize(normal, dim=-1) @ F.normalize(normal[10], dim=-1))[11].item()) < 0.5
+
+    with torch.no_grad():
+        model.embeddings.position_embeddings.weight.mul_(3)
+    model.save_pretrained(tmp_path)
+    reloaded = GLMModel.from_pretrained(tmp_path)
+    assert torch.equal(reloaded.embeddings.position_embeddings.weight, model.embeddings.position_embeddings.weight)
