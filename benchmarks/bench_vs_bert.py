@@ -568,8 +568,9 @@ def memory_worker(spec_path: str) -> int:
         spec = json.load(f)
     torch.set_num_threads(spec["threads"])
     data = torch.load(spec["batches_path"], weights_only=True)
-    import glm_hf  # noqa: F401  (imported before the baseline, like torch and transformers)
     from transformers import BertForPreTraining  # noqa: F401
+
+    import glm_hf  # noqa: F401  (imported before the baseline, like torch and transformers)
 
     optimizer_cls = getattr(torch.optim, spec["optimizer"]["class"])  # what Trainer chose, in the parent
 

@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Sequence
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -29,7 +29,7 @@ MAIN_METRICS = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_metric(name: str, config_name: str | None = None):
     """A metric shipped with glm_hf (``accuracy``, ``precision``, ``recall``, ``f1``, ``mse``, ``pearsonr``, ...)."""
     import evaluate

@@ -69,7 +69,7 @@ def sentiment_data_digest() -> str:
     examples, _ = _clean_examples()
     digest = hashlib.sha1(SPLIT_RULE.encode("utf-8"))
     for text, label in examples:
-        digest.update(f"{split_of(text)}\t{label}\t{text}\n".encode("utf-8"))
+        digest.update(f"{split_of(text)}\t{label}\t{text}\n".encode())
     return digest.hexdigest()[:16]
 
 

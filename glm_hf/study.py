@@ -19,6 +19,7 @@ The fine-tuning of one cell (:func:`finetune_cell`) and the learning-rate choice
 (:func:`tune_and_repeat`) are shared with the main job (:mod:`glm_hf.main_job`).
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -59,6 +60,19 @@ class FinetuneProtocol:
     max_predict_samples: int | None = None
 
 
+def starting_point_fingerprint(init_dir: str | None, config_dir: str) -> str:
+    """SHA-1 of what a cell starts from: the config, plus the weights of a pretrained start. A path alone would let
+    a cell made from an earlier checkpoint of the same name pass for one of the current checkpoint."""
+    digest = hashlib.sha1()
+    for name in ["config.json", *(["model.safetensors"] if init_dir else [])]:
+        path = os.path.join(init_dir or config_dir, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()
+
+
 def finetune_cell(
     cell_dir: str,
     protocol: FinetuneProtocol,
@@ -77,7 +91,8 @@ def finetune_cell(
 
     record_path = os.path.join(cell_dir, CELL_FILE)
     # As JSON reads it back (tuples become lists), so that a finished cell's record compares equal.
-    settings = json.loads(json.dumps({"init": init_dir, "learning_rate": learning_rate, "seed": seed,
+    settings = json.loads(json.dumps({"init": init_dir, "start": starting_point_fingerprint(init_dir, config_dir),
+                                      "learning_rate": learning_rate, "seed": seed,
                                       "protocol": asdict(protocol)}))
     if os.path.isfile(record_path):
         with open(record_path, encoding="utf-8") as f:
@@ -192,18 +207,18 @@ def spread(cells: list[dict]) -> dict:
 class StudySettings:
     output_dir: str = field(default="runs/study", metadata={"help": "Study folder (created; reruns resume)."})
     objectives: str = field(default="mlm_nsp,mlm_sop,mlm,rtd", metadata={"help": "Comma-separated objectives."})
-    budgets: str = field(default="750,1500,3000", metadata={"help": "Pretraining steps at which to fine-tune."})
+    budgets: str = field(default="300,900,1800", metadata={"help": "Pretraining steps at which to fine-tune."})
     seeds: str = field(default="0,1,2", metadata={"help": "Fine-tuning seeds of every cell."})
     learning_rates: str = field(
-        default="5e-4", metadata={"help": "Fine-tuning learning-rate grid (chosen on validation, first seed)."}
+        default="1e-4,5e-4", metadata={"help": "Fine-tuning learning-rate grid (chosen on validation, first seed)."}
     )
     model_size: str = field(default="mini", metadata={"help": "GLM size of every model."})
     vocab_size: int = field(default=8000, metadata={"help": "WordPiece vocabulary of the study's tokenizer."})
     pretrain_batch_size: int = field(default=32, metadata={"help": "Examples per pretraining step."})
     pretrain_max_seq_length: int = field(default=128, metadata={"help": "Tokens per pretraining example."})
     pretrain_learning_rate: float = field(default=1e-3, metadata={"help": "Peak pretraining learning rate."})
-    mlm_probability: float = field(default=0.15, metadata={"help": "Masking (rtd: replacement) rate."})
-    corpus_weights: str | None = field(default=None, metadata={"help": "Pretraining corpus weights (see pretrain)."})
+    mlm_probability: float = field(default=0.3, metadata={"help": "Masking (rtd: replacement) rate."})
+    corpus_weights: str | None = field(default="reviews=1,peoples_daily=0", metadata={"help": "Pretraining corpus weights (see pretrain)."})
     generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)."})
     position_embedding_init: str = field(
         default="sinusoidal", metadata={"help": "How new models' position embeddings start: normal or sinusoidal."}
@@ -236,6 +251,13 @@ def parse_numbers(text: str, kind, name: str, minimum: float = 0) -> list:
     return values
 
 
+# The settings that shape a pretraining run (a run made with others is not reused).
+PRETRAINING_SETTINGS = (
+    "model_size", "pretrain_batch_size", "pretrain_max_seq_length", "pretrain_learning_rate", "mlm_probability",
+    "corpus_weights", "generator_num_hidden_layers", "position_embedding_init", "quick",
+)
+
+
 class SaveAtStepsCallback(TrainerCallback):
     """Evaluates and saves a checkpoint at each of ``steps`` (the study's budgets), whatever the strategies."""
 
@@ -250,16 +272,27 @@ class SaveAtStepsCallback(TrainerCallback):
 
 def pretraining_run(run_dir: str, objective: str, settings: StudySettings, tokenizer_dir: str) -> dict[int, dict]:
     """Pretrain with ``objective`` up to the largest budget, keeping a checkpoint at each budget; returns, per budget,
-    the checkpoint folder, its FLOPs and minutes. A finished run is read back; an interrupted one resumes."""
+    the checkpoint folder, its FLOPs and minutes. A finished run is read back and an interrupted one resumes, if
+    it was made with the same settings; a run of other settings (this study's own folder) is started over."""
     from transformers import TrainingArguments
 
     from .pretraining import DataTrainingArguments, ModelArguments, pretrain
 
     budgets = settings.budget_list
-    done_path = os.path.join(run_dir, "budgets.json")
-    if os.path.isfile(done_path):
-        with open(done_path, encoding="utf-8") as f:
-            return {int(step): info for step, info in json.load(f).items()}
+    done_path, settings_path = os.path.join(run_dir, "budgets.json"), os.path.join(run_dir, "run_settings.json")
+    run_settings = {"objective": objective, "budgets": budgets, "tokenizer": tokenizer_dir,
+                    **{name: getattr(settings, name) for name in PRETRAINING_SETTINGS}}
+    if os.path.isdir(run_dir):
+        previous = None
+        if os.path.isfile(settings_path):
+            with open(settings_path, encoding="utf-8") as f:
+                previous = json.load(f)
+        if previous != run_settings:
+            shutil.rmtree(run_dir)
+        elif os.path.isfile(done_path):
+            with open(done_path, encoding="utf-8") as f:
+                return {int(step): info for step, info in json.load(f).items()}
+    write_json(run_settings, settings_path)
     overrides = "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
     overrides += f",position_embedding_init={settings.position_embedding_init}"  # the random-init cells' too
     if objective == "rtd":

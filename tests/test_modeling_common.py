@@ -23,7 +23,6 @@ The skips that remain are the mixin's own: tests that need a GPU, flash-attentio
 sub-configs, tensor-parallel plans, ``_keep_in_fp32_modules``, legacy checkpoint key conversions).
 """
 
-import copy
 import os
 import re
 import subprocess

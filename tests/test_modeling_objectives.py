@@ -9,9 +9,9 @@ import sys
 
 import pytest
 import torch
+from test_remote_code import CHILD_SCRIPT, TEXTS
 
 from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification, GLMModel
-from test_remote_code import CHILD_SCRIPT, TEXTS
 
 OBJECTIVES = {
     "mlm_nsp": {},

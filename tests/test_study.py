@@ -99,3 +99,16 @@ def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     # A rerun finds every cell and pretraining run finished: nothing is trained again.
     assert study.main(argv) == 0
     assert {path: os.path.getmtime(path) for path in cells} == stamps
+
+    # Other pretraining settings: that objective's run is started over and the cells made from its checkpoints are
+    # fine-tuned again, not passed off as results of the new settings.
+    rtd_run = output_dir / "pretrain" / "rtd"
+    before = (rtd_run / "budgets.json").stat().st_mtime
+    rtd_cell = str(output_dir / "finetune" / "rtd-4" / "lr0.003-seed0" / study.CELL_FILE)
+    sop_cell = str(output_dir / "finetune" / "mlm_sop-4" / "lr0.003-seed0" / study.CELL_FILE)
+    assert study.main([*argv[:3], "--objectives", "rtd", "--seeds", "0", "--learning_rates", "3e-3",
+                       "--mlm_probability", "0.2"]) == 0
+    assert json.loads((rtd_run / "run_settings.json").read_text())["mlm_probability"] == 0.2
+    assert (rtd_run / "budgets.json").stat().st_mtime > before
+    assert os.path.getmtime(rtd_cell) > stamps[rtd_cell]
+    assert os.path.getmtime(sop_cell) == stamps[sop_cell]
