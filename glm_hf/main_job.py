@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import sys
 import time
 import typing
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 STATE_DIR = ".stages"
 RESULTS_FILE = "main_results.json"
+UNTRAINED_MACRO_F1 = 0.5  # a balanced random guess on two classes; one class throughout scores about 0.34
 STAGES = ("tokenizer", "pretrain", "finetune", "finetune_from_scratch", "baseline")
 BASELINE_FILE = "baseline_results.json"
 EXAMPLE_SENTENCES = (
@@ -443,6 +445,9 @@ def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], tot
             accuracy_max=tuned["test_accuracy"]["max"], seeds=tuned["test_accuracy"]["n"],
             learning_rate=tuned["learning_rate"], validation_accuracy_by_learning_rate=tuned["grid"],
             per_seed_test_accuracy=[cell["test"]["accuracy"] for cell in tuned["cells"]],
+            # A run that ends predicting (nearly) one class: below the macro-F1 of a balanced random guess.
+            untrained_seeds=[cell["settings"]["seed"] for cell in tuned["cells"]
+                             if cell["test"]["macro_f1"] < UNTRAINED_MACRO_F1],
         )
         return row
 
@@ -451,14 +456,21 @@ def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], tot
         "glm_from_scratch": glm_row("finetune_from_scratch"),
         "tfidf_baseline": {key: baseline[f"test_{key}"] for key in ("accuracy", "macro_f1")},
     }
-    gain = {
-        key: results["glm_pretrained_finetuned"][key] - results["glm_from_scratch"][key]
-        for key in ("accuracy", "macro_f1")
-    }
+    pretrained, scratch = results["glm_pretrained_finetuned"], results["glm_from_scratch"]
+    gain = {key: pretrained[key] - scratch[key] for key in ("accuracy", "macro_f1")}
+    # Seed by seed (the same seeds, each run at its own chosen rate), and over the seeds where both runs trained:
+    # one from-scratch run that never leaves one class would otherwise pass for a pretraining gain.
+    per_seed = [a - b for a, b in zip(pretrained["per_seed_test_accuracy"], scratch["per_seed_test_accuracy"])]
+    failed = set(pretrained["untrained_seeds"]) | set(scratch["untrained_seeds"])
+    both_trained = [g for g, seed in zip(per_seed, settings.finetune_protocol().seeds) if seed not in failed]
     return {
         "test_split": {"examples": test_size, "rule": _split_rule()},
         "results": results,
         "pretraining_gain": gain,
+        "pretraining_gain_per_seed": {"accuracy": per_seed},
+        "pretraining_gain_where_both_trained": {
+            "accuracy": statistics.fmean(both_trained) if both_trained else None, "seeds": len(both_trained)
+        },
         "pretraining": {
             key: value for key, value in pretrain.items() if key.startswith("eval_") or key == "train_loss"
         },
@@ -488,9 +500,12 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     rows = summary["results"]
 
     def seeds_note(row: dict) -> str:
+        untrained = row.get("untrained_seeds") or []
         return (f"; test accuracy mean of {row['seeds']} fine-tuning seeds (std {row['accuracy_std']:.4f}, "
                 f"min {row['accuracy_min']:.4f}, max {row['accuracy_max']:.4f}) at lr {row['learning_rate']:g}, "
-                "chosen on validation")
+                "chosen on validation"
+                + (f"; seed(s) {', '.join(map(str, untrained))} did not train (macro-F1 below "
+                   f"{UNTRAINED_MACRO_F1}, nearly one class)" if untrained else ""))
 
     size = settings.model_size
     results = [
@@ -680,7 +695,17 @@ def print_report(summary: dict, job_dir: str) -> None:
             f"  {title:<32} {metrics.get('accuracy', float('nan')):>9.4f} {metrics.get('macro_f1', float('nan')):>9.4f}"
         )
     gain = summary["pretraining_gain"]
-    print("  pretraining gain: " + ", ".join(f"{k} {100 * v:+.1f} points" for k, v in gain.items()))
+    print("  pretraining gain: " + ", ".join(f"{k} {100 * v:+.1f} points" for k, v in gain.items())
+          + " (per seed: " + ", ".join(f"{100 * g:+.1f}" for g in summary["pretraining_gain_per_seed"]["accuracy"])
+          + " accuracy points)")
+    for title, key in rows[:2]:
+        for seed in summary["results"][key]["untrained_seeds"]:
+            print(f"  NOTE: {title}, seed {seed}, did not train (test macro-F1 below {UNTRAINED_MACRO_F1}: it predicts "
+                  "nearly one class); the mean gain above counts that failure")
+    where_both = summary["pretraining_gain_where_both_trained"]
+    if where_both["seeds"] < len(summary["pretraining_gain_per_seed"]["accuracy"]):
+        value = "none left" if where_both["accuracy"] is None else f"{100 * where_both['accuracy']:+.1f} points"
+        print(f"  pretraining gain over the {where_both['seeds']} seed(s) where both runs trained: accuracy {value}")
     for title, key in rows[:2]:
         row = summary["results"][key]
         print(f"  {title}: test accuracy over {row['seeds']} seeds {row['accuracy_min']:.4f}-{row['accuracy_max']:.4f}"

@@ -223,3 +223,33 @@ def test_settings_reach_every_training_stage(tmp_path):
     assert stages["finetune"] == stages["finetune_from_scratch"]
     assert stages["finetune"]["dropout"] == 0.2 and stages["finetune"]["pooling"] == "mean"
     assert stages["finetune"]["reinit_pooler"] is True
+
+
+def test_a_run_that_never_trains_is_named_and_the_gain_is_also_given_without_it(tmp_path, capsys):
+    """A from-scratch seed that ends predicting one class (macro-F1 0.34) makes the mean gain large; the summary names
+    the seed, gives the gain per seed and over the seeds where both runs trained, and the report says so."""
+    from glm_hf.evaluation import write_json
+    from glm_hf.study import spread
+
+    def stage(per_seed):
+        cells = [{"settings": {"seed": seed}, "validation": {"accuracy": acc, "macro_f1": f1},
+                  "test": {"accuracy": acc, "macro_f1": f1}} for seed, (acc, f1) in enumerate(per_seed)]
+        return {"metrics": {"learning_rate": 5e-4, "grid": {}, "cells": cells, **spread(cells)}, "seconds": 1.0}
+
+    records = {"finetune": stage([(0.83, 0.83), (0.82, 0.82)]),
+               "finetune_from_scratch": stage([(0.81, 0.81), (0.51, 0.34)])}
+    write_json({"test_accuracy": 0.86, "test_macro_f1": 0.86}, str(tmp_path / "baseline" / main_job.BASELINE_FILE))
+    write_json({"eval_mlm_accuracy": 0.1}, str(tmp_path / "pretrain" / "all_results.json"))
+    write_json({"test_samples": 100}, str(tmp_path / "finetune" / "all_results.json"))
+    settings = main_job.JobSettings(finetune_seeds="0,1")
+    summary = main_job.summarize(str(tmp_path), settings, records, total_seconds=1.0, quick=False)
+    assert summary["results"]["glm_from_scratch"]["untrained_seeds"] == [1]
+    assert summary["results"]["glm_pretrained_finetuned"]["untrained_seeds"] == []
+    assert summary["pretraining_gain"]["accuracy"] == pytest.approx(0.165)
+    assert summary["pretraining_gain_per_seed"]["accuracy"] == pytest.approx([0.02, 0.31])
+    assert summary["pretraining_gain_where_both_trained"] == {"accuracy": pytest.approx(0.02), "seeds": 1}
+    summary["examples"], summary["model_card"] = [], "finetune/README.md"
+    main_job.print_report(summary, str(tmp_path))
+    out = capsys.readouterr().out
+    assert "GLM from scratch (same budget), seed 1, did not train" in out
+    assert "where both runs trained: accuracy +2.0 points" in out
