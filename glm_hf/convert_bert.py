@@ -31,6 +31,7 @@ import torch
 from transformers import BertConfig
 
 from .configuration_glm import GLMConfig
+from .evaluation import read_json
 from .modeling_glm import (
     GLMForMaskedLM,
     GLMForPreTraining,
@@ -110,11 +111,6 @@ def _format_keys(title: str, keys: Iterable[str]) -> str:
     return f"{title} ({len(keys)}):\n" + "\n".join(f"  - {key}" for key in keys)
 
 
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def resolve_head(bert_config: dict, head: str | None) -> str:
     """The head to convert to: ``head`` if given, else the first supported entry of ``config.architectures``."""
     if head is not None:
@@ -167,7 +163,7 @@ def load_bert_state_dict(src: str) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
     def shard_files(index_name: str) -> list[str]:
-        weight_map = _read_json(os.path.join(src, index_name))["weight_map"]
+        weight_map = read_json(os.path.join(src, index_name))["weight_map"]
         return sorted(set(weight_map.values()))
 
     def torch_load(path: str) -> dict[str, torch.Tensor]:
@@ -318,7 +314,7 @@ def copy_tokenizer_files(src: str, dst: str) -> list[str]:
         logger.warning("no tokenizer files in %s: the GLM folder will hold the model only", src)
         return copied
     config_path = os.path.join(dst, "tokenizer_config.json")
-    tokenizer_config = _read_json(config_path) if os.path.isfile(config_path) else {}
+    tokenizer_config = read_json(config_path) if os.path.isfile(config_path) else {}
     if not tokenizer_config.get("tokenizer_class"):
         tokenizer_config["tokenizer_class"] = BERT_TOKENIZER_CLASS
         with open(config_path, "w", encoding="utf-8") as f:
@@ -380,7 +376,7 @@ def convert_bert_to_glm(src: str, dst: str, overwrite: bool = False, head: str |
     if os.path.lexists(dst) and not overwrite and not (os.path.isdir(dst) and not os.listdir(dst)):
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
 
-    bert_config = _read_json(os.path.join(src, "config.json"))
+    bert_config = read_json(os.path.join(src, "config.json"))
     head = resolve_head(bert_config, head)
     config = glm_config_from_bert(bert_config)
     model = convert_state_dict(load_bert_state_dict(src), config, head)

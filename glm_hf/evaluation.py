@@ -20,6 +20,7 @@ from functools import cache
 import numpy as np
 
 METRICS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics")
+LOSS_CURVE_FILE = "loss_curve.png"  # beside the metrics of every training run
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 # The headline metric of each problem type: what cards and summaries lead with.
 MAIN_METRICS = {
@@ -154,6 +155,11 @@ def _atomic_target(path: str) -> tuple[str, str]:
     handle, staging = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     os.close(handle)
     return path, staging
+
+
+def read_json(path: str) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def write_json(data: dict, path: str) -> str:

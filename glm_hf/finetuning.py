@@ -43,7 +43,7 @@ from transformers import (
 )
 
 from .configuration_glm import MODEL_SIZES, GLMConfig
-from .evaluation import build_compute_metrics, decode_logits, save_confusion_matrix, write_json
+from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
 from .training_setup import apply_config_overrides, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -51,7 +51,6 @@ logger = logging.getLogger(__name__)
 EMBEDDED_SENTIMENT = "embedded-sentiment"
 PREDICTIONS_FILE = "predict_results.csv"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-LOSS_CURVE_FILE = "loss_curve.png"
 BASELINE_FILE = "baseline_results.json"
 DATA_FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 # Column names tried, in order, when --text_column_names / --label_column_name are not given.
@@ -645,11 +644,61 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
     logger.info("Training/evaluation parameters %s", training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
-
     resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
     set_seed(training_args.seed)
 
-    # ---- data
+    raw, task, data_description, split_notes = prepare_splits(data_args, model_args, training_args)
+    tokenizer = load_tokenizer(model_args)
+    config, model, label2id = build_config_and_model(model_args, task, tokenizer, data_args.max_seq_length)
+    label_feature = raw["train" if "train" in raw else next(iter(raw))].features[task.label_column]
+    label_encoder = LabelEncoder(
+        task,
+        label2id or {},
+        data_args.label_delimiter,
+        class_label=label_feature if isinstance(label_feature, ClassLabel) else None,
+    )
+    tokenized = tokenize_splits(raw, task, tokenizer, label_encoder, data_args, training_args)
+    trainer = ClassificationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized.get("train") if training_args.do_train else None,
+        eval_dataset=tokenized.get("validation") if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=None
+        if data_args.pad_to_max_length
+        else DataCollatorWithPadding(
+            tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
+        ),
+        compute_metrics=build_compute_metrics(task.problem_type, task.label_names),
+    )
+
+    all_metrics: dict = {}
+    if training_args.do_train:
+        all_metrics.update(train(trainer, resume_from_checkpoint))
+    scored, evaluated = evaluate_and_predict(trainer, tokenized, raw, task, label_encoder, config)
+    all_metrics.update(scored)
+    is_main = trainer.is_world_process_zero()
+    plots = save_plots(trainer, task, evaluated) if is_main else {}
+    baseline = None
+    if is_main and data_args.run_baseline and "train" in raw and task.label_column in raw["train"].column_names:
+        baseline = baseline_on_the_same_splits(raw, task, label_encoder, training_args)
+        all_metrics.update({f"baseline_{key}": value for key, value in (baseline or {}).items()
+                            if isinstance(value, float)})
+    if is_main and training_args.do_train:
+        write_card(
+            training_args.output_dir, model_args, data_args, training_args, task, raw, all_metrics, baseline, plots,
+            data_description, split_notes, hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None,
+        )
+    if training_args.push_to_hub and training_args.do_train:
+        trainer.push_to_hub(commit_message="End of training", blocking=True)
+    return all_metrics
+
+
+def prepare_splits(
+    data_args: DataTrainingArguments, model_args: ModelArguments, training_args: TrainingArguments
+) -> tuple[DatasetDict, TaskSpec, str, list[str]]:
+    """The raw splits (missing validation/test carved from train, shuffled and cut as asked), the task they define,
+    a description of the data and notes on any carved split."""
     raw, data_description = load_raw_datasets(data_args, model_args)
     if training_args.do_train and "train" not in raw:
         raise ValueError("--do_train needs training data: --train_file or a dataset with a train split")
@@ -659,10 +708,7 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
     task = infer_task(raw, data_args)
     logger.info(
         "Task: %s, text columns %s, label column %r, labels %s",
-        task.problem_type,
-        task.text_columns,
-        task.label_column,
-        task.label_names,
+        task.problem_type, task.text_columns, task.label_column, task.label_names,
     )
     if data_args.shuffle_train_dataset and "train" in raw:
         raw["train"] = raw["train"].shuffle(seed=data_args.shuffle_seed)
@@ -673,27 +719,23 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
     ):
         if split in raw and limit is not None:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    return raw, task, data_description, split_notes
 
-    # ---- model
-    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
-    if tokenizer_source is None:
+
+def load_tokenizer(model_args: ModelArguments):
+    source = model_args.tokenizer_name or model_args.model_name_or_path
+    if source is None:
         raise ValueError("give --tokenizer_name (training from a random initialisation has no model folder to read it)")
-    tokenizer = AutoTokenizer.from_pretrained(
-        tokenizer_source,
-        cache_dir=model_args.cache_dir,
-        token=model_args.token,
-        trust_remote_code=model_args.trust_remote_code,
-    )
-    config, model, label2id = build_config_and_model(model_args, task, tokenizer, data_args.max_seq_length)
-    label_feature = raw["train" if "train" in raw else next(iter(raw))].features[task.label_column]
-    label_encoder = LabelEncoder(
-        task,
-        label2id or {},
-        data_args.label_delimiter,
-        class_label=label_feature if isinstance(label_feature, ClassLabel) else None,
+    return AutoTokenizer.from_pretrained(
+        source, cache_dir=model_args.cache_dir, token=model_args.token, trust_remote_code=model_args.trust_remote_code
     )
 
-    # ---- tokenization
+
+def tokenize_splits(
+    raw: DatasetDict, task: TaskSpec, tokenizer, label_encoder: LabelEncoder, data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+) -> DatasetDict:
+    """Every split tokenized (pairs for two text columns, joined text for more) with its labels encoded."""
     padding = "max_length" if data_args.pad_to_max_length else False
 
     def texts_of(batch: dict) -> tuple[list[str], list[str] | None]:
@@ -723,47 +765,29 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
                 load_from_cache_file=not data_args.overwrite_cache,
                 desc=f"Tokenizing {split}",
             )
-    train_dataset = tokenized.get("train") if training_args.do_train else None
-    eval_dataset = tokenized.get("validation") if training_args.do_eval else None
-    test_dataset = tokenized.get("test") if training_args.do_predict else None
+    return tokenized
 
-    compute_metrics = build_compute_metrics(task.problem_type, task.label_names)
-    data_collator = (
-        None
-        if data_args.pad_to_max_length
-        else DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
-        )
-    )
-    trainer = ClassificationTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=train_dataset,
-        eval_dataset=eval_dataset,
-        processing_class=tokenizer,
-        data_collator=data_collator,
-        compute_metrics=compute_metrics,
-    )
-    output_dir = training_args.output_dir
-    all_metrics: dict = {}
 
-    # ---- train
-    if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-        trainer.save_model()  # model, its code and the tokenizer
-        train_metrics = dict(train_result.metrics)
-        train_metrics["train_samples"] = len(train_dataset)
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-        all_metrics.update(train_metrics)
+def train(trainer: Trainer, resume_from_checkpoint: str | None) -> dict:
+    """Train, save the model (with its code and the tokenizer), the train metrics and the trainer state."""
+    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model()
+    metrics = dict(train_result.metrics)
+    metrics["train_samples"] = len(trainer.train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    return metrics
 
-    # ---- evaluate (validation) and predict (test); predictions feed the confusion matrix and predictions file
-    evaluated = {}
-    for split, dataset, prefix, enabled in (
-        ("validation", eval_dataset, "eval", training_args.do_eval),
-        ("test", test_dataset, "test", training_args.do_predict),
-    ):
+
+def evaluate_and_predict(
+    trainer: Trainer, tokenized: DatasetDict, raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, config
+) -> tuple[dict, dict]:
+    """Score validation (``eval_*``) and test (``test_*``, plus the predictions file) as asked; returns the metrics
+    and, per split, the predictions and references (None without labels) for the confusion matrix."""
+    args, metrics_of_all, evaluated = trainer.args, {}, {}
+    for split, prefix, enabled in (("validation", "eval", args.do_eval), ("test", "test", args.do_predict)):
+        dataset = tokenized.get(split)
         if not enabled or dataset is None:
             continue
         has_labels = "labels" in dataset.column_names
@@ -774,74 +798,54 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
             trainer.log(metrics)
         trainer.log_metrics(prefix, metrics)
         trainer.save_metrics(prefix, metrics)
-        all_metrics.update(metrics)
+        metrics_of_all.update(metrics)
         predictions, scores = decode_logits(output.predictions, task.problem_type)
         evaluated[split] = (predictions, output.label_ids if has_labels else None)
         if split == "test" and trainer.is_world_process_zero():
             path = write_predictions(
-                os.path.join(output_dir, PREDICTIONS_FILE),
-                raw["test"],
-                task,
-                predictions,
-                scores,
-                label_encoder,
-                config.id2label if task.label_names else None,
+                os.path.join(args.output_dir, PREDICTIONS_FILE), raw["test"], task, predictions, scores,
+                label_encoder, config.id2label if task.label_names else None,
             )
             logger.info("Predictions written to %s", path)
+    return metrics_of_all, evaluated
 
-    is_main = trainer.is_world_process_zero()
-    plots = {}
-    # ---- confusion matrix on the last labelled split scored (test, else validation)
+
+def save_plots(trainer: Trainer, task: TaskSpec, evaluated: dict) -> dict[str, str]:
+    """The confusion matrix of the last labelled split scored (test, else validation) and the training loss curve;
+    returns {caption: file name} for the card."""
+    output_dir, plots = trainer.args.output_dir, {}
     scored = [split for split in ("test", "validation") if split in evaluated and evaluated[split][1] is not None]
-    if is_main and scored and task.problem_type == "single_label_classification":
-        split = scored[0]
-        predictions, references = evaluated[split]
+    if scored and task.problem_type == "single_label_classification":
+        predictions, references = evaluated[scored[0]]
         save_confusion_matrix(
-            references,
-            predictions,
-            task.label_names,
-            os.path.join(output_dir, CONFUSION_MATRIX_FILE),
-            title=f"{split} split",
+            references, predictions, task.label_names, os.path.join(output_dir, CONFUSION_MATRIX_FILE),
+            title=f"{scored[0]} split",
         )
-        plots[f"Confusion matrix on the {split} split"] = CONFUSION_MATRIX_FILE
-    if is_main and training_args.do_train and any("loss" in entry for entry in trainer.state.log_history):
+        plots[f"Confusion matrix on the {scored[0]} split"] = CONFUSION_MATRIX_FILE
+    if trainer.args.do_train and any("loss" in entry for entry in trainer.state.log_history):
         from .plots import save_loss_curve
 
         save_loss_curve(trainer.state.log_history, os.path.join(output_dir, LOSS_CURVE_FILE), title="fine-tuning loss")
         plots["Training loss"] = LOSS_CURVE_FILE
+    return plots
 
-    # ---- TF-IDF baseline on the same examples
-    baseline = None
-    if is_main and data_args.run_baseline and "train" in raw and task.label_column in raw["train"].column_names:
-        baseline = run_baseline(raw, task, label_encoder, training_args)
-        if baseline is not None:
-            write_json(baseline, os.path.join(output_dir, BASELINE_FILE))
-            numeric = {f"baseline_{key}": value for key, value in baseline.items() if isinstance(value, float)}
-            _update_all_results(output_dir, numeric)
-            all_metrics.update(numeric)
 
-    # ---- model card, then the Hub
-    if is_main and training_args.do_train:
-        write_card(
-            output_dir,
-            model_args,
-            data_args,
-            training_args,
-            task,
-            raw,
-            all_metrics,
-            baseline,
-            plots,
-            data_description,
-            split_notes,
-            hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None,
+def baseline_on_the_same_splits(
+    raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, training_args: TrainingArguments
+) -> dict | None:
+    """The TF-IDF baseline trained on the train split and scored on validation (and test when predicting), written
+    to ``baseline_results.json`` and as ``baseline_*`` into ``all_results.json``; None without labelled splits."""
+    baseline = _tfidf_baseline(raw, task, label_encoder, training_args)
+    if baseline is not None:
+        write_json(baseline, os.path.join(training_args.output_dir, BASELINE_FILE))
+        _update_all_results(
+            training_args.output_dir,
+            {f"baseline_{key}": value for key, value in baseline.items() if isinstance(value, float)},
         )
-    if training_args.push_to_hub and training_args.do_train:
-        trainer.push_to_hub(commit_message="End of training", blocking=True)
-    return all_metrics
+    return baseline
 
 
-def run_baseline(raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, training_args) -> dict | None:
+def _tfidf_baseline(raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, training_args) -> dict | None:
     from .baseline import run_tfidf_baseline
 
     def texts_and_labels(split: str):

@@ -35,7 +35,7 @@ import time
 import typing
 from dataclasses import asdict, dataclass, field, fields
 
-from .evaluation import write_json
+from .evaluation import read_json, write_json
 from .study import FinetuneProtocol, drop_weights, parse_numbers, tune_and_repeat
 
 logger = logging.getLogger(__name__)
@@ -425,17 +425,12 @@ def _public_settings(arguments) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------------- summary
-def _read_json(path: str) -> dict:
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], total_seconds: float, quick: bool) -> dict:
     """Test accuracy / macro-F1 of the three systems (GLM rows: mean over the fine-tuning seeds at the rate each chose
     on validation, with the spread), the gain, the pretraining metrics, the budget and stage times."""
-    baseline = _read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
-    pretrain = _read_json(os.path.join(job_dir, "pretrain", "all_results.json"))
-    test_size = _read_json(os.path.join(job_dir, "finetune", "all_results.json")).get("test_samples")
+    baseline = read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
+    pretrain = read_json(os.path.join(job_dir, "pretrain", "all_results.json"))
+    test_size = read_json(os.path.join(job_dir, "finetune", "all_results.json")).get("test_samples")
 
     def glm_row(stage: str) -> dict:
         tuned = records[stage]["metrics"]
@@ -496,7 +491,7 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     from .sentiment import sentiment_data_stats
 
     finetune_dir = os.path.join(job_dir, "finetune")
-    baseline = _read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
+    baseline = read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
     rows = summary["results"]
 
     def seeds_note(row: dict) -> str:

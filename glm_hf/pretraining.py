@@ -51,14 +51,13 @@ from .collator import (
 )
 from .configuration_glm import MODEL_SIZES, PRETRAINING_OBJECTIVES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
+from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
 from .training_setup import apply_config_overrides, checkpoint_to_resume, is_args_file, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
-METRICS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics")
-LOSS_CURVE_FILE = "loss_curve.png"
 
 
 @dataclass
