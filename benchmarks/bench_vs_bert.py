@@ -270,23 +270,12 @@ def architecture(shape: str, vocab_size: int, pad_token_id: int) -> dict:
     return fields
 
 
-def glm_state_dict_from_bert(state_dict: dict) -> dict:
-    """BERT parameter names -> GLM's (``bert.`` -> ``glm.``, ``cls.predictions.bias`` -> ``.decoder.bias``)."""
-    renamed = {}
-    for key, tensor in state_dict.items():
-        if key.endswith(("embeddings.position_ids", "embeddings.token_type_ids")):
-            continue
-        if key.startswith("bert."):
-            key = "glm." + key[len("bert.") :]
-        renamed["cls.predictions.decoder.bias" if key == "cls.predictions.bias" else key] = tensor
-    return renamed
-
-
 def build_models(task: str, fields: dict, seed: int):
     """The peer and ours with the same weights: (peer, ours)."""
     from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
 
     from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification
+    from glm_hf.convert_bert import rename_bert_state_dict  # the converter's renaming: one mapping of names
 
     torch.manual_seed(seed)
     if task == "pretraining":
@@ -295,7 +284,7 @@ def build_models(task: str, fields: dict, seed: int):
     else:
         peer = BertForSequenceClassification(BertConfig(**fields, num_labels=2))
         ours = GLMForSequenceClassification(GLMConfig(**fields, num_labels=2))
-    ours.load_state_dict(glm_state_dict_from_bert(peer.state_dict()), strict=True)
+    ours.load_state_dict(rename_bert_state_dict(peer.state_dict(), bare_encoder=False)[0], strict=True)
     ours.tie_weights()
     return peer, ours
 
