@@ -14,6 +14,12 @@ MODEL_SIZES = {
 }
 
 
+def check_model_size(size: str) -> None:
+    """The one check of a named size (``GLMConfig.from_size``, the recipes and the main job use it)."""
+    if size not in MODEL_SIZES:
+        raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
+
+
 PRETRAINING_OBJECTIVES = ("mlm_nsp", "mlm_sop", "mlm", "rtd")
 CLASSIFIER_POOLING = ("cls", "mean")
 POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
@@ -93,8 +99,7 @@ class GLMConfig(PreTrainedConfig):
     @classmethod
     def from_size(cls, size: str, **kwargs) -> "GLMConfig":
         """A config of one of the named sizes (``tiny``, ``mini``, ``small``, ``medium``, ``base``)."""
-        if size not in MODEL_SIZES:
-            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
+        check_model_size(size)
         return cls(**{**MODEL_SIZES[size], **kwargs})
 
     def __post_init__(self, **kwargs):

@@ -478,9 +478,7 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
             **hub_kwargs,
         )
     else:
-        if model_args.model_size not in MODEL_SIZES:
-            raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {model_args.model_size!r}")
-        config = GLMConfig.from_size(
+        config = GLMConfig.from_size(  # checks the size
             model_args.model_size,
             vocab_size=len(tokenizer),
             pad_token_id=tokenizer.pad_token_id,

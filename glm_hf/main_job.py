@@ -185,10 +185,9 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
     settings = JobSettings.quick() if args.quick else JobSettings()
     overrides = {f.name: getattr(args, f.name) for f in fields(JobSettings) if getattr(args, f.name) is not None}
     settings = JobSettings(**{**asdict(settings), **overrides})
-    from .configuration_glm import MODEL_SIZES
+    from .configuration_glm import check_model_size
 
-    if settings.model_size not in MODEL_SIZES:
-        raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {settings.model_size!r}")
+    check_model_size(settings.model_size)
     for name in ("pretrain_warmup", "finetune_warmup"):
         if not 0 <= getattr(settings, name) < 1:
             raise ValueError(f"{name} must be a share of the steps in [0, 1), got {getattr(settings, name)}")
