@@ -191,6 +191,7 @@ def write_pretrained_card(
     model_name: str | None = None,
     repo_id: str | None = None,
     license: str = DEFAULT_LICENSE,
+    objective: str = "masked language modelling (MLM) and next sentence prediction (NSP)",
 ) -> str:
     """Fill ``model_cards/pretrained.md`` for the pretraining run saved in ``output_dir``; returns README.md's path.
 
@@ -204,6 +205,7 @@ def write_pretrained_card(
         model_name: card title and model-index name; defaults to the folder name.
         repo_id: what the "How to load" snippet passes to ``from_pretrained``; defaults to the folder name
             (``glm-hf push --repo_id`` rewrites it to the Hub id).
+        objective: what the model was pretrained with, as the card's first sentence says it.
     """
     _check_file_name(loss_curve, "loss_curve", output_dir)
     name = _model_name(output_dir, model_name)
@@ -244,6 +246,7 @@ def write_pretrained_card(
         card_data,
         template_path=PRETRAINED_TEMPLATE,
         model_name=name,
+        objective=objective,
         repo_id=repo_id or name,
         base_model=base_model,
         base_model_url=_hub_url(base_model),

@@ -636,6 +636,7 @@ def write_model_card(output_dir, model_args, data_args, training_args, metrics, 
         metrics={key: value for key, value in metrics.items() if key.startswith("eval_")},
         data_stats=stats,
         loss_curve=loss_curve,
+        objective=f"{data_args.objective}: {OBJECTIVES[data_args.objective]}",
     )
 
 

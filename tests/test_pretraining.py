@@ -263,6 +263,7 @@ def test_objectives_train_reload_and_fine_tune(objective, extra, learned, corpus
     ))
     losses = logged_losses(output_dir)
     assert losses[30] < losses[5]
+    assert f"pretrained with {objective}: " in (output_dir / "README.md").read_text(encoding="utf-8")  # the card
     assert 0 <= metrics[learned] <= 1
     assert 0 < metrics["eval_unigram_cloze_accuracy"] <= metrics["eval_bigram_cloze_accuracy"] < 1
     model = AutoModelForPreTraining.from_pretrained(output_dir)
