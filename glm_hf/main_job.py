@@ -482,6 +482,16 @@ def _split_rule() -> str:
     return SPLIT_RULE
 
 
+def _gain_detail(summary: dict) -> str:
+    """``; per seed: ...`` and, when a run did not train, the gain over the seeds where both did."""
+    per_seed = summary["pretraining_gain_per_seed"]["accuracy"]
+    detail = "; per seed: " + ", ".join(f"{100 * g:+.1f}" for g in per_seed) + " accuracy points"
+    where_both = summary["pretraining_gain_where_both_trained"]
+    if where_both["seeds"] < len(per_seed) and where_both["accuracy"] is not None:
+        detail += f"; over the seeds where both runs trained: {100 * where_both['accuracy']:+.1f} points"
+    return detail
+
+
 def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     """The fine-tuned card with all three systems on the test split, the pretraining facts and the plots."""
     from .cards import write_finetuned_card
@@ -537,6 +547,7 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
         "the TF-IDF baseline's C was chosen on the validation split too.",
         "Pretraining gain (pretrained minus from scratch): "
         + ", ".join(f"{key} {100 * value:+.1f} points" for key, value in gain.items())
+        + _gain_detail(summary)
         + ".",
         "Pretraining: "
         + ", ".join(

@@ -256,3 +256,5 @@ def test_a_run_that_never_trains_is_named_and_the_gain_is_also_given_without_it(
     out = capsys.readouterr().out
     assert "GLM from scratch (same budget), seed 1, did not train" in out
     assert "where both runs trained: accuracy +2.0 points" in out
+    assert main_job._gain_detail(summary) == (
+        "; per seed: +2.0, +31.0 accuracy points; over the seeds where both runs trained: +2.0 points")
