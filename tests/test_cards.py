@@ -1,6 +1,5 @@
 """Model cards: metadata the Hub reads (language, license, datasets, metrics, model-index) and the content filled in."""
 
-import filecmp
 import os
 
 import pytest
@@ -25,11 +24,29 @@ def pretrained_dir(tmp_path):
     return str(tmp_path / "pretrain")
 
 
-def test_templates_are_shipped_in_the_package_and_in_model_cards():
+def test_templates_are_shipped_in_the_package():
+    import tomllib
+
+    with open(os.path.join(REPO_ROOT, "pyproject.toml"), "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]["glm_hf"]
     for template in (PRETRAINED_TEMPLATE, FINETUNED_TEMPLATE):
-        top_level = os.path.join(REPO_ROOT, "model_cards", os.path.basename(template))
-        assert os.path.isfile(template) and os.path.isfile(top_level)
-        assert filecmp.cmp(template, top_level, shallow=False)
+        assert os.path.isfile(template) and "model_cards/*.md" in package_data
+
+
+def test_reference_cards_are_whole():
+    """The committed cards of the measured runs (model_cards/) carry every image they show."""
+    import glob
+    import re
+
+    folder = os.path.join(REPO_ROOT, "model_cards")
+    cards = [path for path in glob.glob(os.path.join(folder, "*", "*.md"))]
+    assert os.path.join(folder, "main_job", "README.md") in cards
+    for card in cards:
+        with open(card, encoding="utf-8") as f:
+            images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", f.read())
+        assert images, card
+        for image in images:
+            assert os.path.isfile(os.path.join(os.path.dirname(card), image)), (card, image)
 
 
 def test_pretrained_card(pretrained_dir):
