@@ -49,8 +49,9 @@ def _results():
         "pretraining": {"eval_mlm_accuracy": 0.2, "eval_bigram_cloze_accuracy": 0.15},
         **spread([_cell(a, a) for a in accuracies]),
     }
+    random_init = [_cell(0.80, 0.80), _cell(0.81, 0.81), _cell(0.82, 0.82)]
     return {
-        "random_init": {"learning_rate": 1e-3, **spread([_cell(a, a) for a in (0.80, 0.81, 0.82)])},
+        "random_init": {"learning_rate": 1e-3, "cells": random_init, **spread(random_init)},
         "tfidf": {"test_accuracy": 0.865},
         "rows": [row("mlm", 100, 1e12, (0.80, 0.82, 0.81)), row("mlm", 300, 3e12, (0.84, 0.85, 0.83)),
                  row("rtd", 100, 1.2e12, (0.83, 0.83, 0.84))],
@@ -59,9 +60,12 @@ def _results():
 
 def test_table_and_figure(tmp_path):
     table = study_table(_results())
-    assert "| random init | 0 | 0 | 0 | - | - | 0.001 | 0.8100 ± 0.0100 (3) |" in table
-    assert "| mlm | 300 | 3.00e+12 | 3.0 | 0.200 | 0.150 | 0.0005 | 0.8400 ± 0.0100 (3) |" in table
-    assert table.splitlines()[-1].endswith("| 0.8650 |")
+    assert "| random init | 0 | 0 | 0 | - | - | 0.001 | 0.8100 ± 0.0100 (3) | 0.8000, 0.8100, 0.8200 |" in table
+    assert "| mlm | 300 | 3.00e+12 | 3.0 | 0.200 | 0.150 | 0.0005 | 0.8400 ± 0.0100 (3) | - |" in table
+    assert table.splitlines()[-1].endswith("| 0.8650 | - |")
+    untrained = _results()
+    untrained["random_init"]["cells"][1] = _cell(0.51, 0.51) | {"test": {"accuracy": 0.51, "macro_f1": 0.34}}
+    assert "0.8000, 0.5100 (did not train), 0.8200 |" in study_table(untrained)
     path = study.plot_study(_results(), str(tmp_path / "study.png"))
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
