@@ -710,6 +710,10 @@ def print_report(summary: dict, job_dir: str) -> None:
     if where_both["seeds"] < len(summary["pretraining_gain_per_seed"]["accuracy"]):
         value = "none left" if where_both["accuracy"] is None else f"{100 * where_both['accuracy']:+.1f} points"
         print(f"  pretraining gain over the {where_both['seeds']} seed(s) where both runs trained: accuracy {value}")
+    measured_gain = where_both["accuracy"] if where_both["accuracy"] is not None else gain["accuracy"]
+    if measured_gain < 0.02:
+        print(f"  At this budget pretraining does not pay 2 points ({100 * measured_gain:+.1f}): the compute study "
+              "(`glm-hf study`, results in README.md) measures the budget at which it does (--pretrain_steps).")
     for title, key in rows[:2]:
         row = summary["results"][key]
         print(f"  {title}: test accuracy over {row['seeds']} seeds {row['accuracy_min']:.4f}-{row['accuracy_max']:.4f}"
