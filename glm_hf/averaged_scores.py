@@ -6,6 +6,7 @@ module exports none, only the factory)."""
 import datasets
 import evaluate
 
+# Also cited by the accuracy and mse modules (every metric module computed with scikit-learn).
 SKLEARN_CITATION = """\
 @article{scikit-learn,
   title={Scikit-learn: Machine Learning in {P}ython},

@@ -39,7 +39,7 @@ def test_reference_cards_are_whole():
     import re
 
     folder = os.path.join(REPO_ROOT, "model_cards")
-    cards = [path for path in glob.glob(os.path.join(folder, "*", "*.md"))]
+    cards = glob.glob(os.path.join(folder, "*", "*.md"))
     assert os.path.join(folder, "main_job", "README.md") in cards
     for card in cards:
         with open(card, encoding="utf-8") as f:

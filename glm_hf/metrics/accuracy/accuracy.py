@@ -8,16 +8,7 @@ import datasets
 import evaluate
 from sklearn.metrics import accuracy_score
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and others},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
+from glm_hf.averaged_scores import SKLEARN_CITATION
 
 _INPUTS = """
 Args:
@@ -41,7 +32,7 @@ class Accuracy(evaluate.Metric):
         )
         return evaluate.MetricInfo(
             description=__doc__,
-            citation=_CITATION,
+            citation=SKLEARN_CITATION,
             inputs_description=_INPUTS,
             features=datasets.Features({"predictions": label, "references": label}),
             reference_urls=["https://scikit-learn.org/stable/modules/generated/sklearn.metrics.accuracy_score.html"],

@@ -8,16 +8,7 @@ import evaluate
 import numpy as np
 from sklearn.metrics import mean_squared_error
 
-_CITATION = """\
-@article{scikit-learn,
-  title={Scikit-learn: Machine Learning in {P}ython},
-  author={Pedregosa, F. and others},
-  journal={Journal of Machine Learning Research},
-  volume={12},
-  pages={2825--2830},
-  year={2011}
-}
-"""
+from glm_hf.averaged_scores import SKLEARN_CITATION
 
 _INPUTS = """
 Args:
@@ -38,7 +29,7 @@ class Mse(evaluate.Metric):
     def _info(self):
         return evaluate.MetricInfo(
             description=__doc__,
-            citation=_CITATION,
+            citation=SKLEARN_CITATION,
             inputs_description=_INPUTS,
             features=datasets.Features(
                 {"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}
