@@ -197,15 +197,17 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
 
     if settings.objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {settings.objective!r}")
-    from .configuration_glm import POSITION_EMBEDDING_INITS
+    from .configuration_glm import CLASSIFIER_POOLING, POSITION_EMBEDDING_INITS
 
     if settings.position_embedding_init not in POSITION_EMBEDDING_INITS:
         raise ValueError(
             f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "
             f"got {settings.position_embedding_init!r}"
         )
-    if settings.finetune_pooling not in ("cls", "mean"):
-        raise ValueError(f"finetune_pooling must be one of ['cls', 'mean'], got {settings.finetune_pooling!r}")
+    if settings.finetune_pooling not in CLASSIFIER_POOLING:
+        raise ValueError(
+            f"finetune_pooling must be one of {list(CLASSIFIER_POOLING)}, got {settings.finetune_pooling!r}"
+        )
     for name in ("mlm_probability", "mlm_probability_end"):
         value = getattr(settings, name)
         if value is not None and not 0 < value < 1:
