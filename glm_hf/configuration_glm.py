@@ -23,6 +23,7 @@ def check_model_size(size: str) -> None:
 PRETRAINING_OBJECTIVES = ("mlm_nsp", "mlm_sop", "mlm", "rtd")
 CLASSIFIER_POOLING = ("cls", "mean")
 POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
+POSITION_EMBEDDING_TYPES = ("absolute", "rotary")
 
 
 @strict
@@ -58,6 +59,10 @@ class GLMConfig(PreTrainedConfig):
       from a random table, small models trained from scratch sit for hundreds of steps at the unigram stage (the
       table gets no consistent gradient until attention uses position, and attention cannot use position before
       the table has structure); the sinusoidal table gives neighbouring positions related vectors from step 0.
+    - ``position_embedding_type``: ``"absolute"`` (BERT: a learned table added to the word embeddings) or
+      ``"rotary"`` (RoFormer / RoPE, Su et al. 2021: no table; each head's queries and keys are rotated by their
+      token's position, so attention scores depend on the distance between tokens only; ``rotary_embedding_base`` sets
+      the wavelengths). Why: a head can attend to its neighbours from its biases alone, with no table to learn first.
 
     Sequence classification always runs the last layer's queries and feed-forward for [CLS] only (the pooler reads
     nothing else), unless hidden states or attentions are asked for; the heads name the positions they read with
@@ -95,6 +100,8 @@ class GLMConfig(PreTrainedConfig):
     rtd_loss_weight: float | int = 50.0
     classifier_pooling: str = "cls"
     position_embedding_init: str = "normal"
+    position_embedding_type: str = "absolute"
+    rotary_embedding_base: float | int = 10000.0
 
     @classmethod
     def from_size(cls, size: str, **kwargs) -> "GLMConfig":
@@ -157,6 +164,19 @@ class GLMConfig(PreTrainedConfig):
                 f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "
                 f"got {self.position_embedding_init!r}"
             )
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"position_embedding_type must be one of {list(POSITION_EMBEDDING_TYPES)}, "
+                f"got {self.position_embedding_type!r}"
+            )
+        head_size = self.hidden_size // self.num_attention_heads
+        if self.position_embedding_type == "rotary" and head_size % 2:
+            raise ValueError(
+                "position_embedding_type='rotary' rotates pairs of features: hidden_size / num_attention_heads "
+                f"must be even, got {head_size}"
+            )
+        if not self.rotary_embedding_base > 1:
+            raise ValueError(f"rotary_embedding_base must be > 1, got {self.rotary_embedding_base!r}")
         if self.pad_token_id is not None and not 0 <= self.pad_token_id < self.vocab_size:
             raise ValueError(
                 f"pad_token_id must be None or in [0, vocab_size={self.vocab_size}), got {self.pad_token_id!r}"

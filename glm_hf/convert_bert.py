@@ -137,7 +137,7 @@ def glm_config_from_bert(bert_config: dict) -> GLMConfig:
     position_embedding_type = bert_config.get("position_embedding_type", "absolute")
     if position_embedding_type != "absolute":
         raise ConversionError(
-            "config.json: position_embedding_type must be 'absolute' (GLM's only kind), "
+            "config.json: position_embedding_type must be 'absolute' (BERT's relative kinds have no GLM counterpart), "
             f"got {position_embedding_type!r}"
         )
     for flag in ("is_decoder", "add_cross_attention"):

@@ -228,16 +228,20 @@ class GLMEmbeddings(nn.Module):
     def __init__(self, config: GLMConfig):
         super().__init__()
         self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
-        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        # Rotary models have no table: position enters attention (GLMSelfAttention), not the embeddings.
+        self.position_embeddings = None
+        if config.position_embedding_type == "absolute":
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.max_position_embeddings = config.max_position_embeddings
         self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_ids = nn.Buffer(torch.arange(config.max_position_embeddings).expand((1, -1)), persistent=False)
 
     def check_length(self, seq_len: int) -> None:
-        if seq_len > self.position_embeddings.num_embeddings:
+        if seq_len > self.max_position_embeddings:
             raise ValueError(
-                f"input length {seq_len} exceeds max_position_embeddings={self.position_embeddings.num_embeddings}; "
+                f"input length {seq_len} exceeds max_position_embeddings={self.max_position_embeddings}; "
                 "truncate the inputs (e.g. tokenizer(..., truncation=True))"
             )
 
@@ -254,7 +258,9 @@ class GLMEmbeddings(nn.Module):
             seq_len = inputs_embeds.shape[1]
             self.check_length(seq_len)
             position_ids = self.position_ids[:, :seq_len]
-        embeddings = inputs_embeds + self.position_embeddings(position_ids)
+        embeddings = inputs_embeds
+        if self.position_embeddings is not None:
+            embeddings = embeddings + self.position_embeddings(position_ids)
         if token_type_ids is None:
             embeddings = embeddings + self.token_type_embeddings.weight[0]
         else:
@@ -282,6 +288,22 @@ def eager_attention_forward(
     return attn_output, attn_weights
 
 
+def rotary_angles(position_ids: torch.Tensor, head_size: int, base: float, dtype: torch.dtype):
+    """RoPE's ``(cos, sin)`` for tokens at ``position_ids`` (any shape), each ``(*shape, 1, head_size)``: feature
+    ``i`` and ``i + head_size / 2`` form a pair rotated by ``position * base ** (-2i / head_size)`` (the GPT-NeoX /
+    LLaMA layout of RoFormer's rotation)."""
+    frequency = base ** (-torch.arange(0, head_size, 2, dtype=torch.float32, device=position_ids.device) / head_size)
+    angles = position_ids.float()[..., None] * frequency
+    angles = torch.cat([angles, angles], dim=-1)[..., None, :]
+    return angles.cos().to(dtype), angles.sin().to(dtype)
+
+
+def apply_rotary(states: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """``states`` ``(..., heads, head_size)`` rotated pairwise by the angles of ``rotary_angles``."""
+    first, second = states.chunk(2, dim=-1)
+    return states * cos + torch.cat([-second, first], dim=-1) * sin
+
+
 class GLMSelfAttention(nn.Module):
     def __init__(self, config: GLMConfig):
         super().__init__()
@@ -307,9 +329,22 @@ class GLMSelfAttention(nn.Module):
         bias = torch.cat([p.bias for p in projections]) if len(projections) > 1 else projections[0].bias
         return F.linear(hidden_states, weight, bias)
 
-    def _project(self, hidden_states: torch.Tensor, layout: TokenLayout, projections: tuple[nn.Module, ...]):
+    def _rotate(self, projected: torch.Tensor, projections: tuple[nn.Module, ...], rotation) -> torch.Tensor:
+        """Rotary models: the query and key parts of ``projected`` rows rotated by their tokens' positions."""
+        if rotation is None:
+            return projected
+        parts = projected.view(projected.shape[0], len(projections), self.num_attention_heads, -1).unbind(1)
+        parts = [
+            apply_rotary(part, *rotation) if projection is self.query or projection is self.key else part
+            for projection, part in zip(projections, parts)
+        ]
+        return torch.stack(parts, 1).view_as(projected)
+
+    def _project(
+        self, hidden_states: torch.Tensor, layout: TokenLayout, projections: tuple[nn.Module, ...], rotation=None
+    ):
         """Several projections as one matmul, split into ``(batch, heads, seq, head_size)`` grids."""
-        grid = layout.to_grid(self._linear(hidden_states, projections))
+        grid = layout.to_grid(self._rotate(self._linear(hidden_states, projections), projections, rotation))
         batch_size, seq_len = grid.shape[:2]
         grid = grid.view(batch_size, seq_len, len(projections), self.num_attention_heads, self.attention_head_size)
         return grid.permute(2, 0, 3, 1, 4).unbind(0)
@@ -335,32 +370,38 @@ class GLMSelfAttention(nn.Module):
         attention_mask: torch.Tensor | tuple[torch.Tensor | None, ...] | None,
         layout: TokenLayout,
         query_selection: QuerySelection | None = None,
+        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``hidden_states``: ``(rows, hidden)`` laid out as ``layout`` says; ``attention_mask``: the attention
-        implementation's mask for the layout's grid, or one per length group. Returns ``(rows, hidden)`` -- with
-        ``query_selection`` the outputs of the selected rows only, whose queries attend to every token -- and the
-        attention weights where the implementation gives them (eager)."""
+        implementation's mask for the layout's grid, or one per length group; ``rotation``: rotary models, the
+        ``(cos, sin)`` of every row (:func:`rotary_angles`). Returns ``(rows, hidden)`` -- with ``query_selection``
+        the outputs of the selected rows only, whose queries attend to every token -- and the attention weights where
+        the implementation gives them (eager)."""
         if query_selection is not None:
             selected = hidden_states.index_select(0, query_selection.rows)
-            (query,) = self._project(selected, query_selection.layout, (self.query,))
-            key, value = self._project(hidden_states, layout, (self.key, self.value))
+            selected_rotation = None
+            if rotation is not None:
+                selected_rotation = tuple(angle.index_select(0, query_selection.rows) for angle in rotation)
+            (query,) = self._project(selected, query_selection.layout, (self.query,), selected_rotation)
+            key, value = self._project(hidden_states, layout, (self.key, self.value), rotation)
             query_layout, attention_mask = query_selection.layout, query_selection.attention_mask
         elif layout.attention_groups is not None:
-            return self._grouped_attention(hidden_states, attention_mask, layout, **kwargs), None
+            return self._grouped_attention(hidden_states, attention_mask, layout, rotation, **kwargs), None
         else:
-            query, key, value = self._project(hidden_states, layout, (self.query, self.key, self.value))
+            query, key, value = self._project(hidden_states, layout, (self.query, self.key, self.value), rotation)
             query_layout = layout
         attn_output, attn_weights = self._attend(query, key, value, attention_mask, **kwargs)
         attn_output = attn_output.reshape(query_layout.batch_size, query_layout.seq_len, -1)
         return query_layout.to_rows(attn_output), attn_weights
 
     def _grouped_attention(
-        self, hidden_states: torch.Tensor, group_masks: tuple, layout: TokenLayout, **kwargs
+        self, hidden_states: torch.Tensor, group_masks: tuple, layout: TokenLayout, rotation=None, **kwargs
     ) -> torch.Tensor:
         """Attention of each length group in its own grid (``layout.attention_groups``); rows in, rows out."""
         groups = layout.attention_groups
-        qkv = self._linear(hidden_states, (self.query, self.key, self.value))
+        projections = (self.query, self.key, self.value)
+        qkv = self._rotate(self._linear(hidden_states, projections), projections, rotation)
         # split (not slicing): its backward is one concatenation, not a zero-filled copy per group.
         outputs = []
         for group, group_mask, group_rows in zip(groups, group_masks, qkv.split([g.num_rows for g in groups])):
@@ -390,8 +431,8 @@ class GLMAttention(nn.Module):
         self.self = GLMSelfAttention(config)
         self.output = GLMSelfOutput(config)
 
-    def forward(self, hidden_states, attention_mask, layout, query_selection=None, **kwargs):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, query_selection, **kwargs)
+    def forward(self, hidden_states, attention_mask, layout, query_selection=None, rotation=None, **kwargs):
+        attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, query_selection, rotation, **kwargs)
         residual = hidden_states if query_selection is None else hidden_states.index_select(0, query_selection.rows)
         return self.output(attn_output, residual), attn_weights
 
@@ -437,11 +478,12 @@ class GLMLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | tuple | None,
         layout: TokenLayout,
         query_selection: QuerySelection | None = None,
+        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         on_grid = hidden_states.dim() == 3
         rows = layout.to_rows(hidden_states) if on_grid else hidden_states
-        attention_output, _ = self.attention(rows, attention_mask, layout, query_selection, **kwargs)
+        attention_output, _ = self.attention(rows, attention_mask, layout, query_selection, rotation, **kwargs)
         layer_output = self.output(self.intermediate(attention_output), attention_output)
         return layout.to_grid(layer_output) if on_grid else layer_output
 
@@ -457,14 +499,15 @@ class GLMEncoder(nn.Module):
         attention_mask: torch.Tensor | tuple | None,
         layout: TokenLayout,
         query_selection: QuerySelection | None = None,
+        rotation: tuple[torch.Tensor, torch.Tensor] | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         """Rows (or the grid, see :class:`GLMLayer`) in, the same out; with ``query_selection`` the last layer
-        returns the states of the selected rows only."""
+        returns the states of the selected rows only; ``rotation``: rotary models, the angles of every row."""
         last = len(self.layer) - 1
         for index, layer in enumerate(self.layer):
             selection = query_selection if index == last else None
-            hidden_states = layer(hidden_states, attention_mask, layout, selection, **kwargs)
+            hidden_states = layer(hidden_states, attention_mask, layout, selection, rotation, **kwargs)
         return hidden_states
 
 
@@ -587,7 +630,7 @@ class GLMPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, GLMEmbeddings):
             init.copy_(module.position_ids, torch.arange(module.position_ids.shape[-1]).expand((1, -1)))
-            if self.config.position_embedding_init == "sinusoidal":
+            if module.position_embeddings is not None and self.config.position_embedding_init == "sinusoidal":
                 table = module.position_embeddings.weight
                 init.copy_(table, sinusoidal_positions(*table.shape, std=self.config.initializer_range))
 
@@ -675,13 +718,17 @@ class GLMModel(GLMPreTrainedModel):
         # The embeddings of the rows only: (1, rows) ids in, (rows, hidden) out.
         if position_ids is None:
             position_ids = self.embeddings.position_ids[:, :seq_len]
-        position_ids = position_ids.expand(batch_size, seq_len)
+        row_positions = layout.to_rows(position_ids.expand(batch_size, seq_len))
         hidden_states = self.embeddings(
             input_ids=None if input_ids is None else layout.to_rows(input_ids)[None],
             token_type_ids=None if token_type_ids is None else layout.to_rows(token_type_ids)[None],
-            position_ids=layout.to_rows(position_ids)[None],
+            position_ids=row_positions[None],
             inputs_embeds=None if inputs_embeds is None else layout.to_rows(inputs_embeds)[None],
         )[0]
+        rotation = None
+        if self.config.position_embedding_type == "rotary":
+            head_size = self.config.hidden_size // self.config.num_attention_heads
+            rotation = rotary_angles(row_positions, head_size, self.config.rotary_embedding_base, hidden_states.dtype)
 
         if layout.attention_groups is not None:
             layer_mask = tuple(
@@ -695,7 +742,7 @@ class GLMModel(GLMPreTrainedModel):
             query_selection = self._query_selection(layout, attention_mask, output_positions, hidden_states)
         if output_hidden_states:
             hidden_states = layout.to_grid(hidden_states)  # recorded states on the grid, see GLMLayer
-        hidden_states = self.encoder(hidden_states, layer_mask, layout, query_selection, **kwargs)
+        hidden_states = self.encoder(hidden_states, layer_mask, layout, query_selection, rotation, **kwargs)
         return self._model_output(hidden_states, layout, query_selection, output_positions)
 
     def _token_layout(self, attention_mask, batch_size: int, seq_len: int, output_attentions: bool) -> TokenLayout:
@@ -818,7 +865,10 @@ class GLMForPreTraining(GLMPreTrainedModel):
             if config.generator_num_hidden_layers > 0:
                 self.generator = GLMModel(generator_config(config), add_pooling_layer=False)
                 self.generator_head = GLMLMPredictionHead(config)
-                self._tied_weights_keys = dict(_GENERATOR_TIED_WEIGHTS)
+                self._tied_weights_keys = {
+                    target: source for target, source in _GENERATOR_TIED_WEIGHTS.items()
+                    if config.position_embedding_type == "absolute" or "position_embeddings" not in target
+                }
             else:
                 self._tied_weights_keys = {}
             # The statistical generator's distribution (saved with the model); uniform until set from a corpus.

@@ -225,8 +225,11 @@ class StudySettings:
     mlm_probability: float = field(default=0.3, metadata={"help": "Masking (rtd: replacement) rate."})
     corpus_weights: str | None = field(default="reviews=1,peoples_daily=0", metadata={"help": "Pretraining corpus weights (see pretrain)."})
     generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)."})
+    position_embedding_type: str = field(
+        default="rotary", metadata={"help": "How every model encodes positions: rotary or absolute (a learned table)."}
+    )
     position_embedding_init: str = field(
-        default="sinusoidal", metadata={"help": "How new models' position embeddings start: normal or sinusoidal."}
+        default="sinusoidal", metadata={"help": "absolute: how new models' position tables start: normal or sinusoidal."}
     )
     finetune_steps: int = field(default=440, metadata={"help": "Fine-tuning steps (one epoch at batch 32)."})
     finetune_pooling: str = field(default="cls", metadata={"help": "Classifier pooling: cls or mean."})
@@ -242,6 +245,12 @@ class StudySettings:
         self.budget_list = sorted(set(parse_numbers(self.budgets, int, "budgets", minimum=1)))
         self.seed_list = parse_numbers(self.seeds, int, "seeds")
         self.rate_list = parse_numbers(self.learning_rates, float, "learning_rates")
+        from .configuration_glm import POSITION_EMBEDDING_INITS, POSITION_EMBEDDING_TYPES
+
+        for name, allowed in (("position_embedding_type", POSITION_EMBEDDING_TYPES),
+                              ("position_embedding_init", POSITION_EMBEDDING_INITS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
 
 
 def parse_numbers(text: str, kind, name: str, minimum: float = 0) -> list:
@@ -259,7 +268,7 @@ def parse_numbers(text: str, kind, name: str, minimum: float = 0) -> list:
 # The settings that shape a pretraining run (a run made with others is not reused).
 PRETRAINING_SETTINGS = (
     "model_size", "pretrain_batch_size", "pretrain_max_seq_length", "pretrain_learning_rate", "mlm_probability",
-    "corpus_weights", "generator_num_hidden_layers", "position_embedding_init", "quick",
+    "corpus_weights", "generator_num_hidden_layers", "position_embedding_type", "position_embedding_init", "quick",
 )
 
 
@@ -299,7 +308,9 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
                 return {int(step): info for step, info in json.load(f).items()}
     write_json(run_settings, settings_path)
     overrides = "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
-    overrides += f",position_embedding_init={settings.position_embedding_init}"  # the random-init cells' too
+    # the random-init cells' too (they start from this run's config)
+    overrides += (f",position_embedding_type={settings.position_embedding_type}"
+                  f",position_embedding_init={settings.position_embedding_init}")
     if objective == "rtd":
         overrides += f",generator_num_hidden_layers={settings.generator_num_hidden_layers}"
     model_args = ModelArguments(model_size=settings.model_size, tokenizer_name=tokenizer_dir, config_overrides=overrides)

@@ -40,6 +40,9 @@ VALID = dict(vocab_size=100, hidden_size=64, num_hidden_layers=2, num_attention_
         (dict(initializer_range=0.0), "initializer_range"),
         (dict(layer_norm_eps=0.0), "layer_norm_eps"),
         (dict(position_embedding_init="rope"), "position_embedding_init"),
+        (dict(position_embedding_type="relative_key"), "position_embedding_type"),
+        (dict(position_embedding_type="rotary", hidden_size=12, num_attention_heads=4), "rotary"),
+        (dict(rotary_embedding_base=1), "rotary_embedding_base"),
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_field(overrides, field):

@@ -207,6 +207,8 @@ def test_settings_validation():
         main_job.settings_from_args(parser.parse_args(["--finetune_pooling", "max"]))
     with pytest.raises(ValueError, match=r"position_embedding_init must be one of \['normal', 'sinusoidal'\]"):
         main_job.settings_from_args(parser.parse_args(["--position_embedding_init", "rope"]))
+    with pytest.raises(ValueError, match=r"position_embedding_type must be one of \['absolute', 'rotary'\]"):
+        main_job.settings_from_args(parser.parse_args(["--position_embedding_type", "relative"]))
 
 
 def test_settings_reach_every_training_stage(tmp_path):
@@ -214,11 +216,12 @@ def test_settings_reach_every_training_stage(tmp_path):
         "--pretrain_dropout", "0.05", "--finetune_dropout", "0.2", "--objective", "rtd",
         "--generator_num_hidden_layers", "2", "--finetune_pooling", "mean", "--reinit_pooler", "true",
         "--corpus_weights", "reviews=1,peoples_daily=0", "--position_embedding_init", "normal",
+        "--position_embedding_type", "absolute",
     ]))
     stages = {stage.name: stage.settings for stage in main_job.build_stages(str(tmp_path), settings)}
     assert stages["pretrain"]["model"]["config_overrides"] == (
-        "hidden_dropout_prob=0.05,attention_probs_dropout_prob=0.05,position_embedding_init=normal,"
-        "generator_num_hidden_layers=2"
+        "hidden_dropout_prob=0.05,attention_probs_dropout_prob=0.05,position_embedding_type=absolute,"
+        "position_embedding_init=normal,generator_num_hidden_layers=2"
     )
     assert stages["pretrain"]["data"]["objective"] == "rtd"
     assert stages["pretrain"]["data"]["corpus_weights"] == "reviews=1,peoples_daily=0"

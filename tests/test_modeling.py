@@ -591,3 +591,34 @@ def test_sinusoidal_position_table_starts_structured_and_loads_unchanged(tiny_co
     model.save_pretrained(tmp_path)
     reloaded = GLMModel.from_pretrained(tmp_path)
     assert torch.equal(reloaded.embeddings.position_embeddings.weight, model.embeddings.position_embeddings.weight)
+
+
+def test_rotary_attention_depends_on_distances_only(tiny_config, batch, tmp_path):
+    """``position_embedding_type="rotary"``: no position table; shifting every position by the same amount changes
+    nothing (only distances enter attention), reordering the tokens does; the model saves and reloads exactly; and an
+    RTD generator shares every embedding the discriminator has."""
+    config = copy.deepcopy(tiny_config)
+    config.position_embedding_type = "rotary"
+    model = make_model(GLMModel, config)
+    assert model.embeddings.position_embeddings is None
+    assert not any("position_embeddings" in name for name, _ in model.named_parameters())
+    ids = batch["input_ids"][:1, :12]
+    with torch.no_grad():
+        states = model(ids).last_hidden_state
+        shifted = model(ids, position_ids=torch.arange(12)[None] + 37).last_hidden_state
+        swapped = model(ids[:, [0, 2, 1, *range(3, 12)]]).last_hidden_state
+    assert float((states - shifted).abs().max()) <= 1e-5
+    assert float((states[:, 3:] - swapped[:, 3:]).abs().max()) > 1e-3  # same tokens, two of them in another order
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model(torch.ones(1, config.max_position_embeddings + 1, dtype=torch.long))
+
+    model.save_pretrained(tmp_path)
+    reloaded = GLMModel.from_pretrained(tmp_path).eval()
+    assert reloaded.config.position_embedding_type == "rotary"
+    with torch.no_grad():
+        assert torch.equal(reloaded(ids).last_hidden_state, states)
+
+    rtd = GLMForPreTraining(GLMConfig(**{**config.to_dict(), "pretraining_objective": "rtd",
+                                         "generator_num_hidden_layers": 1}))
+    assert rtd.generator.embeddings.word_embeddings.weight is rtd.glm.embeddings.word_embeddings.weight
+    assert rtd.generator.embeddings.position_embeddings is None

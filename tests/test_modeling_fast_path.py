@@ -93,9 +93,13 @@ def max_delta(first: torch.Tensor, second: torch.Tensor) -> float:
 # --- the same function ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("position_embedding_type", ["absolute", "rotary"])
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
 @pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_pretraining_loss_and_gradients_match_the_padded_reference(config, attn_implementation, padding_side):
+def test_pretraining_loss_and_gradients_match_the_padded_reference(
+    config, attn_implementation, padding_side, position_embedding_type
+):
+    config.position_embedding_type = position_embedding_type
     fast, reference = fast_and_reference(GLMForPreTraining, config, attn_implementation)
     batch = make_batch(config, padding_side=padding_side)
     labels = mlm_labels(batch)
@@ -118,8 +122,10 @@ def test_pretraining_loss_and_gradients_match_the_padded_reference(config, attn_
         assert max_delta(grad, gradients["reference"][name]) <= TOLERANCE, name
 
 
+@pytest.mark.parametrize("position_embedding_type", ["absolute", "rotary"])
 @pytest.mark.parametrize("padding_side", ["right", "left"])
-def test_masked_lm_and_classification_heads_match_the_padded_reference(config, padding_side):
+def test_masked_lm_and_classification_heads_match_the_padded_reference(config, padding_side, position_embedding_type):
+    config.position_embedding_type = position_embedding_type
     batch = make_batch(config, padding_side=padding_side)
     real = batch["attention_mask"].bool()
     labels = mlm_labels(batch)

@@ -124,6 +124,11 @@ def remote_code_run(tiny_tokenizer, tmp_path_factory):
         if name == "sequence-classification":
             expected["base-of-sequence-classification"] = _outputs(model.glm, inputs)
             cases["base-of-sequence-classification"] = (folder, "AutoModel")
+    # Rotary position embeddings: the rotation lives in the copied modeling file too.
+    rotary = _perturbed(GLMForPreTraining, GLMConfig(**{**config.to_dict(), "position_embedding_type": "rotary"}), 5)
+    rotary.save_pretrained(str(root / "pretraining-rotary"))
+    expected["pretraining-rotary"] = _outputs(rotary, inputs)
+    cases["pretraining-rotary"] = (str(root / "pretraining-rotary"), "AutoModelForPreTraining")
 
     # A Trainer checkpoint: written by Trainer._save_checkpoint, not by us.
     train_dataset = Dataset.from_dict({"text": TEXTS, "label": LABELS}).map(
@@ -189,12 +194,15 @@ def test_glm_hf_was_not_importable_in_the_fresh_process(remote_code_run):
     assert remote_code_run["report"]["glm_hf_in_sys_modules"] == []
 
 
-@pytest.mark.parametrize("name", [*CASES, "base-of-sequence-classification", "trainer-checkpoint"])
+@pytest.mark.parametrize(
+    "name", [*CASES, "base-of-sequence-classification", "pretraining-rotary", "trainer-checkpoint"]
+)
 def test_remote_code_outputs_are_identical(remote_code_run, name):
     loaded = remote_code_run["report"]["models"][name]
     expected_class = {
         **{case: model_class.__name__ for case, (model_class, _) in CASES.items()},
         "base-of-sequence-classification": "GLMModel",
+        "pretraining-rotary": "GLMForPreTraining",
         "trainer-checkpoint": "GLMForSequenceClassification",
     }[name]
     assert loaded["class"] == expected_class

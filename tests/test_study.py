@@ -28,6 +28,8 @@ def test_settings_name_the_bad_flag():
         StudySettings(objectives="mlm,gpt")
     with pytest.raises(ValueError, match="budgets must be comma-separated positive integers"):
         StudySettings(budgets="100,0")
+    with pytest.raises(ValueError, match=r"position_embedding_type must be one of \['absolute', 'rotary'\]"):
+        StudySettings(position_embedding_type="alibi")
     settings = StudySettings(objectives="rtd, mlm", budgets="300,100,300")
     assert settings.objective_list == ["rtd", "mlm"] and settings.budget_list == [100, 300]
 
