@@ -19,6 +19,8 @@ reload of ``finetune/`` with ``AutoModelForSequenceClassification.from_pretraine
 Re-running resumes: a stage whose completion record (``.stages/<stage>.json``) matches its settings is skipped; an
 interrupted pretraining resumes from its last checkpoint, an interrupted fine-tuning stage keeps its finished runs;
 anything else half-written is removed and redone. A stage whose settings changed is redone with everything after it.
+Only what the job recorded as its own is ever removed: a stage folder without a record (the user's own ``tokenizer/``,
+say) and, with ``--overwrite``, any file that is not the job's stop the job with a message instead.
 The measured time of the default settings is in README.md; ``--quick`` (tiny model, few steps, subsets) is a smoke
 test whose numbers mean nothing.
 """
@@ -161,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--output_dir", default=None, help="job folder (default: runs/main, or runs/main_quick with --quick)"
     )
     parser.add_argument("--quick", action="store_true", help="smoke-test settings: tiny model, subsets, under a minute")
-    parser.add_argument("--overwrite", action="store_true", help="delete the job folder and start over")
+    parser.add_argument(
+        "--overwrite", action="store_true",
+        help="delete what an earlier run wrote in the job folder (its stage folders, records and results) and start "
+        "over; a folder that holds anything else is refused",
+    )
     parser.add_argument("--examples", nargs="+", default=None, help="sentences to classify at the end")
     settings = parser.add_argument_group("settings (override the default or --quick values)")
     quick = JobSettings.quick()
@@ -301,6 +307,30 @@ def _stage_outputs_present(stage_dir: str, name: str) -> bool:
     return os.path.isdir(stage_dir) and all(os.path.isfile(os.path.join(stage_dir, f)) for f in required)
 
 
+def remove_job_outputs(job_dir: str) -> None:
+    """``--overwrite``: remove the stage folders the job recorded, its records and its results file -- and nothing
+    else: a folder that holds other entries (``--output_dir .``, say) is refused before anything is removed."""
+    if not os.path.isdir(job_dir):
+        return
+    records = StageRecords(job_dir)
+    ours = [name for name in STAGES if records.read(name)]
+    if os.path.isdir(records.folder):
+        ours += [RESULTS_FILE, STATE_DIR]  # the records go last: an interrupted removal is still recognised
+    foreign = sorted(set(os.listdir(job_dir)) - set(ours))
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(
+            f"--overwrite: {job_dir} holds entries this job did not write ({shown}); nothing was removed -- give "
+            "--output_dir a folder of its own (new, empty or an earlier job's)"
+        )
+    for name in ours:
+        path = os.path.join(job_dir, name)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def _remove_checkpoints(stage_dir: str) -> None:
     # Optimizer states of intermediate checkpoints are only needed to resume; a finished stage keeps the model.
     for entry in os.listdir(stage_dir):
@@ -331,6 +361,11 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
         print(f"{header} -- resuming an interrupted run", flush=True)
     else:
         if os.path.exists(stage_dir):
+            if not record:  # never started by this job (or its record is unreadable): not ours to delete
+                raise ValueError(
+                    f"{stage_dir} exists but the job has no record of writing it ({STATE_DIR}/{stage.name}.json); "
+                    "nothing was removed -- move it away or give --output_dir another folder"
+                )
             reason = "settings changed" if record.get("fingerprint") not in (None, fingerprint) else "incomplete"
             print(f"{header} -- removing the previous {stage.name}/ ({reason})", flush=True)
             shutil.rmtree(stage_dir)
@@ -665,8 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args)
     job_dir = os.path.abspath(args.output_dir or ("runs/main_quick" if args.quick else "runs/main"))
-    if args.overwrite and os.path.isdir(job_dir):
-        shutil.rmtree(job_dir)
+    if args.overwrite:
+        remove_job_outputs(job_dir)
     os.makedirs(job_dir, exist_ok=True)
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.WARNING)
 

@@ -1,0 +1,79 @@
+"""A user's files are never deleted, bad input stops with one sentence naming the flag or file, and nothing
+half-written is left behind (issue #10). Tiny data: each test takes seconds."""
+
+import os
+import re
+
+import pytest
+
+from glm_hf import main_job
+from glm_hf.main_job import Stage, StageRecords, run_stage
+
+
+def _touch(path, text="x"):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _never_run(*args, **kwargs):
+    raise AssertionError("the job must not start")
+
+
+# ----------------------------------------------------------------------------------------- main job: --overwrite
+def test_overwrite_refuses_a_folder_with_the_users_files(tmp_path, monkeypatch):
+    _touch(str(tmp_path / "thesis.tex"))
+    _touch(str(tmp_path / "data" / "reviews.csv"))
+    _touch(str(tmp_path / "tokenizer" / "tokenizer_config.json"))
+    StageRecords(str(tmp_path)).write("tokenizer", {"status": "complete", "fingerprint": "f"})
+    monkeypatch.setattr(main_job, "run_stage", _never_run)
+
+    with pytest.raises(ValueError, match=rf"--overwrite: {re.escape(str(tmp_path))} holds entries this job did not write "
+                                         r"\(data, thesis.tex\); nothing was removed"):
+        main_job.main(["--quick", "--overwrite", "--output_dir", str(tmp_path)])
+    assert sorted(os.listdir(tmp_path)) == [".stages", "data", "thesis.tex", "tokenizer"]
+    assert (tmp_path / "tokenizer" / "tokenizer_config.json").is_file()
+
+
+def test_overwrite_removes_only_what_the_job_wrote(tmp_path, monkeypatch):
+    job_dir = tmp_path / "job"
+    records = StageRecords(str(job_dir))
+    for name in ("tokenizer", "pretrain"):
+        _touch(str(job_dir / name / "config.json"))
+        records.write(name, {"status": "complete", "fingerprint": name})
+    _touch(str(job_dir / main_job.RESULTS_FILE), "{}")
+    seen = []
+
+    def first_stage(stage, job_dir, *args):
+        seen.append(sorted(os.listdir(job_dir)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main_job, "run_stage", first_stage)
+    assert main_job.main(["--quick", "--overwrite", "--output_dir", str(job_dir)]) == 130
+    assert seen == [[]]  # the job started over in its own, now empty, folder
+
+
+# ------------------------------------------------------------------------------- main job: unrecorded stage folders
+def test_a_stage_folder_the_job_did_not_start_is_kept(tmp_path, capsys):
+    job_dir = str(tmp_path)
+    users_tokenizer = tmp_path / "tokenizer" / "vocab.txt"
+    _touch(str(users_tokenizer), "[PAD]\n")
+    stage = Stage("tokenizer", "test stage", {"vocab_size": 10}, _never_run)
+
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'tokenizer'))} exists but the job has no record of writing it "
+                                         r"\(.stages/tokenizer.json\); nothing was removed"):
+        run_stage(stage, job_dir, StageRecords(job_dir), {}, 1)
+    assert users_tokenizer.read_text(encoding="utf-8") == "[PAD]\n"
+
+    # One the job recorded as started (then interrupted) is still ours: removed and redone.
+    calls = []
+
+    def write():
+        calls.append(1)
+        _touch(str(tmp_path / "tokenizer" / "tokenizer_config.json"))
+        return {}
+
+    StageRecords(job_dir).write("tokenizer", {"status": "started", "fingerprint": "older"})
+    run_stage(Stage("tokenizer", "test stage", {"vocab_size": 10}, write), job_dir, StageRecords(job_dir), {}, 1)
+    assert calls == [1] and not users_tokenizer.exists()
+    assert StageRecords(job_dir).read("tokenizer")["status"] == "complete"
