@@ -2,8 +2,9 @@
 
 Inputs: a text file (one text per line), CSV/TSV (``--text_column``, optionally ``--text_pair_column``) or JSON /
 JSON lines. The model runs through the transformers ``text-classification`` pipeline, in batches, with a progress
-bar. The output CSV (``--output``, default ``<input>.predictions.csv``) holds the input columns, the predicted label
-and its score, and the score of every label (multi-label: every label over ``--threshold``; regression: the value).
+bar; a folder without a trained classifier (a pretraining checkpoint, say) is refused. The output CSV (``--output``,
+default ``<input>.predictions.csv``) holds the input columns, the predicted label and its score, and the score of
+every label (multi-label: every label over ``--threshold``; regression: the value).
 """
 
 import argparse
@@ -70,16 +71,34 @@ def read_inputs(path: str, text_column: str | None, text_pair_column: str | None
 
 
 def load_classifier(model: str, device: str | None = None, trust_remote_code: bool = False):
-    """A ``text-classification`` pipeline for a GLM folder; regression models output raw values."""
-    from transformers import AutoConfig, pipeline
+    """A ``text-classification`` pipeline for a GLM folder; regression models output raw values. A folder without a
+    trained classifier (a pretraining checkpoint, or weights that lack the head) is refused: its head would be drawn
+    at random and its labels mean nothing."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification, pipeline
 
     import glm_hf  # noqa: F401  (registers the GLM classes with the Auto classes)
 
     config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    architectures = getattr(config, "architectures", None) or []
+    if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise ValueError(
+            f"--model {model} holds a {', '.join(architectures)} model, not a trained text classifier "
+            "(...ForSequenceClassification): fine-tune it first (glm-hf finetune --model_name_or_path ...)"
+        )
+    classifier, loading = AutoModelForSequenceClassification.from_pretrained(
+        model, config=config, trust_remote_code=trust_remote_code, output_loading_info=True
+    )
+    if loading["missing_keys"]:
+        missing = sorted(loading["missing_keys"])
+        raise ValueError(
+            f"--model {model}: its weights lack {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}, so "
+            "those would be random and the predictions meaningless; give a fine-tuned classifier folder"
+        )
     function_to_apply = "none" if getattr(config, "problem_type", None) == "regression" else None
     return pipeline(
         "text-classification",
-        model=model,
+        model=classifier,
+        tokenizer=model,
         device=device,
         trust_remote_code=trust_remote_code,
         function_to_apply=function_to_apply,

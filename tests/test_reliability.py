@@ -77,3 +77,36 @@ def test_a_stage_folder_the_job_did_not_start_is_kept(tmp_path, capsys):
     run_stage(Stage("tokenizer", "test stage", {"vocab_size": 10}, write), job_dir, StageRecords(job_dir), {}, 1)
     assert calls == [1] and not users_tokenizer.exists()
     assert StageRecords(job_dir).read("tokenizer")["status"] == "complete"
+
+
+# ------------------------------------------------------------------------------------- predict: no trained classifier
+def _tiny_config(tokenizer, **kwargs):
+    from glm_hf import GLMConfig
+
+    return GLMConfig.from_size(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, **kwargs
+    )
+
+
+def test_predict_refuses_a_folder_without_a_trained_classifier(tmp_path, tiny_tokenizer):
+    from glm_hf import GLMForPreTraining, GLMForSequenceClassification
+    from glm_hf.cli import main as cli
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("这本书写得非常好。\n质量太差了。\n", encoding="utf-8")
+    pretrained = tmp_path / "pretrain"
+    GLMForPreTraining(_tiny_config(tiny_tokenizer)).save_pretrained(pretrained)
+    tiny_tokenizer.save_pretrained(pretrained)
+    with pytest.raises(ValueError, match=rf"--model {re.escape(str(pretrained))} holds a GLMForPreTraining model, "
+                                         "not a trained text classifier"):
+        cli(["predict", "--model", str(pretrained), "--input", str(texts)])
+
+    headless = tmp_path / "headless"
+    model = GLMForSequenceClassification(_tiny_config(tiny_tokenizer))
+    weights = {name: value for name, value in model.state_dict().items() if not name.startswith("classifier.")}
+    model.save_pretrained(headless, state_dict=weights)
+    tiny_tokenizer.save_pretrained(headless)
+    with pytest.raises(ValueError, match=rf"--model {re.escape(str(headless))}: its weights lack classifier.bias, "
+                                         "classifier.weight"):
+        cli(["predict", "--model", str(headless), "--input", str(texts)])
+    assert not (tmp_path / "texts.predictions.csv").exists()
