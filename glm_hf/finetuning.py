@@ -44,7 +44,7 @@ from transformers import (
 
 from .configuration_glm import MODEL_SIZES, GLMConfig
 from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
-from .training_setup import apply_config_overrides, checkpoint_to_resume, parse_args, setup_logging
+from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -642,6 +642,7 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
     logger.info("Training/evaluation parameters %s", training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
+    check_max_steps(training_args)
     resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
     set_seed(training_args.seed)
 

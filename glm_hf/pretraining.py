@@ -54,7 +54,14 @@ from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_sta
 from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
-from .training_setup import apply_config_overrides, checkpoint_to_resume, is_args_file, parse_args, setup_logging
+from .training_setup import (
+    apply_config_overrides,
+    check_max_steps,
+    checkpoint_to_resume,
+    is_args_file,
+    parse_args,
+    setup_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -675,6 +682,7 @@ def pretrain(
 ) -> dict:
     """Pretrain; returns the final metrics (train and eval, as in ``all_results.json``)."""
     setup_logging(training_args, logger)
+    check_max_steps(training_args)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
     logger.warning(

@@ -47,6 +47,16 @@ def apply_config_overrides(config, overrides: str | None, logger: logging.Logger
         config.validate_architecture()
 
 
+def check_max_steps(training_args) -> None:
+    """Trainer reads a negative ``--max_steps`` as "train for --num_train_epochs" but 0 as a limit, and still takes
+    one step: refuse it (and other negatives than the documented -1) before anything is loaded or written."""
+    if training_args.do_train and (training_args.max_steps == 0 or training_args.max_steps < -1):
+        raise ValueError(
+            f"--max_steps must be a positive number of optimizer steps, or -1 to train for --num_train_epochs; "
+            f"got {training_args.max_steps}"
+        )
+
+
 def checkpoint_to_resume(training_args, logger: logging.Logger):
     """``--resume_from_checkpoint`` as given (``last``/``latest``/``true``: the newest in output_dir); without it, the
     newest checkpoint in output_dir when training, so that running the same command again resumes."""

@@ -110,3 +110,42 @@ def test_predict_refuses_a_folder_without_a_trained_classifier(tmp_path, tiny_to
                                          "classifier.weight"):
         cli(["predict", "--model", str(headless), "--input", str(texts)])
     assert not (tmp_path / "texts.predictions.csv").exists()
+
+
+# ----------------------------------------------------------------------------------- recipes: --max_steps 0
+def _write_csv(path, lines):
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def _finetune_flags(tmp_path, tokenizer_dir, train_file, *extra):
+    return [
+        "--model_size", "tiny", "--tokenizer_name", tokenizer_dir, "--train_file", train_file, "--do_train",
+        "--output_dir", str(tmp_path / "out"), "--max_seq_length", "32", "--per_device_train_batch_size", "4",
+        "--use_cpu", "--report_to", "none", "--disable_tqdm", "true", "--run_baseline", "false", *extra,
+    ]
+
+
+REVIEWS = ["text,label", "这本书写得非常好,1", "质量太差了,0", "房间干净服务周到,1", "物流很慢包装破了,0"]
+
+
+@pytest.mark.parametrize("max_steps", ["0", "-2"])
+def test_finetuning_refuses_max_steps_0(tmp_path, tiny_tokenizer_dir, max_steps):
+    from glm_hf import finetuning
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    with pytest.raises(ValueError, match=rf"--max_steps must be a positive number of optimizer steps, or -1 to train "
+                                         rf"for --num_train_epochs; got {max_steps}"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", max_steps))
+    assert not (tmp_path / "out").exists()
+
+
+def test_pretraining_refuses_max_steps_0(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import pretraining
+
+    with pytest.raises(ValueError, match="--max_steps must be a positive number of optimizer steps"):
+        pretraining.main([
+            "--model_size", "tiny", "--tokenizer_name", tiny_tokenizer_dir, "--dataset_name", "embedded",
+            "--max_steps", "0", "--output_dir", str(tmp_path / "out"), "--use_cpu", "--report_to", "none",
+        ])
+    assert not (tmp_path / "out").exists()
