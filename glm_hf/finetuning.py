@@ -289,11 +289,45 @@ def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArgumen
     for split, path in files.items():
         builder = DATA_FILE_FORMATS[os.path.splitext(path)[1].lower()]
         kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
+        flag = f"--{split}_file"
+        if builder == "csv":
+            _refuse_repeated_header(path, kwargs.get("delimiter", ","), flag)
         raw[split] = datasets.load_dataset(builder, data_files={split: path}, cache_dir=model_args.cache_dir, **kwargs)[
             split
         ]
+        _refuse_blank_labels(raw[split], path, flag, data_args)
     description = "User files: " + ", ".join(f"{split} `{os.path.basename(path)}`" for split, path in files.items())
     return raw, description + "."
+
+
+def _refuse_repeated_header(path: str, delimiter: str, flag: str) -> None:
+    """A header line inside the data (files joined with ``cat``) would become an example labelled ``label``."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        header = [name.strip() for name in next(reader, [])]
+        for row in reader:
+            if header and [value.strip() for value in row] == header:
+                raise ValueError(
+                    f"{flag} {path}: line {reader.line_num} repeats the header {header}; remove it, or it "
+                    "becomes an example of a class named after the label column"
+                )
+
+
+def _refuse_blank_labels(dataset, path: str, flag: str, data_args: DataTrainingArguments) -> None:
+    """A blank single label turns a column of integers into floats (``1.0`` is then not the class ``1``): name it."""
+    columns = dataset.column_names
+    label_column = data_args.label_column_name or next((name for name in DEFAULT_LABEL_COLUMNS if name in columns), None)
+    if label_column not in columns or data_args.label_delimiter is not None:
+        return  # no labels here, or multi-label, where an empty label string means no label
+    if not isinstance(dataset.features[label_column], Value):
+        return
+    for index, value in enumerate(dataset[label_column]):
+        if value is None or (isinstance(value, str) and not value.strip()):
+            kind = "data row" if path.lower().endswith((".csv", ".tsv")) else "record"
+            raise ValueError(
+                f"{flag} {path}: {kind} {index + 1} has a blank {label_column!r}; give every example a label (a test "
+                "file without labels may leave the column out)"
+            )
 
 
 def carve_missing_splits(

@@ -149,3 +149,38 @@ def test_pretraining_refuses_max_steps_0(tmp_path, tiny_tokenizer_dir):
             "--max_steps", "0", "--output_dir", str(tmp_path / "out"), "--use_cpu", "--report_to", "none",
         ])
     assert not (tmp_path / "out").exists()
+
+
+# -------------------------------------------------------------------------- fine-tuning: header lines, blank labels
+def test_a_header_line_inside_a_csv_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    joined = _write_csv(tmp_path / "joined.csv", [*REVIEWS, *REVIEWS])  # two files joined with cat
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(joined)}: line 6 repeats the header "
+                                         r"\['text', 'label'\]; remove it"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, joined, "--max_steps", "1"))
+    tsv = tmp_path / "joined.tsv"
+    tsv.write_text("text\tlabel\n好\t1\n差\t0\ntext\tlabel\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"joined.tsv: line 4 repeats the header"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, str(tsv), "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_blank_label_is_named_with_its_file_and_row(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    validation = _write_csv(tmp_path / "validation.csv", ["text,label", "很好,1", "很差,", "不错,1"])
+    with pytest.raises(ValueError, match=rf"--validation_file {re.escape(validation)}: data row 2 has a blank "
+                                         "'label'; give every example a label"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
+                                        "--validation_file", validation, "--do_eval"))
+    # In train it would have made the integer labels floats, read as a regression target.
+    blank_in_train = _write_csv(tmp_path / "blank.csv", [*REVIEWS, "还行,"])
+    with pytest.raises(ValueError, match=r"blank.csv: data row 5 has a blank 'label'"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, blank_in_train, "--max_steps", "1"))
+    records = tmp_path / "train.jsonl"
+    records.write_text('{"text": "很好", "label": 1}\n{"text": "很差", "label": null}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"train.jsonl: record 2 has a blank 'label'"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, str(records), "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
