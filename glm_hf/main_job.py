@@ -19,8 +19,9 @@ reload of ``finetune/`` with ``AutoModelForSequenceClassification.from_pretraine
 Re-running resumes: a stage whose completion record (``.stages/<stage>.json``) matches its settings is skipped; an
 interrupted pretraining resumes from its last checkpoint, an interrupted fine-tuning stage keeps its finished runs;
 anything else half-written is removed and redone. A stage whose settings changed is redone with everything after it.
-Only what the job recorded as its own is ever removed: a stage folder without a record (the user's own ``tokenizer/``,
-say) and, with ``--overwrite``, any file that is not the job's stop the job with a message instead.
+Only what the job recorded as its own is ever removed or overwritten: a stage folder without a record (the user's own
+``tokenizer/``, say), a ``main_results.json`` in a folder without records and, with ``--overwrite``, any entry that is
+not the job's stop the job with a message instead.
 The measured time of the default settings is in README.md; ``--quick`` (tiny model, few steps, subsets) is a smoke
 test whose numbers mean nothing.
 """
@@ -707,6 +708,12 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"GLM main job in {job_dir}{' (quick mode)' if args.quick else ''}", flush=True)
     records = StageRecords(job_dir)
+    if os.path.exists(os.path.join(job_dir, RESULTS_FILE)) and not os.path.isdir(records.folder):
+        # no records: not an earlier run of this job, so its results file is the user's
+        raise ValueError(
+            f"{os.path.join(job_dir, RESULTS_FILE)} exists but {job_dir} holds no job records ({STATE_DIR}/); the job "
+            "will not overwrite it -- move it away or give --output_dir another folder"
+        )
     known: dict[str, dict] = {}
     from .sentiment import sentiment_data_digest
 

@@ -184,3 +184,12 @@ def test_a_blank_label_is_named_with_its_file_and_row(tmp_path, tiny_tokenizer_d
     with pytest.raises(ValueError, match=r"train.jsonl: record 2 has a blank 'label'"):
         finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, str(records), "--max_steps", "1"))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_job_does_not_overwrite_a_results_file_it_did_not_write(tmp_path, monkeypatch):
+    _touch(str(tmp_path / main_job.RESULTS_FILE), '{"mine": 1}')
+    monkeypatch.setattr(main_job, "run_stage", _never_run)
+    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / main_job.RESULTS_FILE))} exists but "
+                                         rf"{re.escape(str(tmp_path))} holds no job records \(.stages/\)"):
+        main_job.main(["--quick", "--output_dir", str(tmp_path)])
+    assert (tmp_path / main_job.RESULTS_FILE).read_text(encoding="utf-8") == '{"mine": 1}'
