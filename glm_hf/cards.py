@@ -56,6 +56,7 @@ ARCHITECTURE_KEYS = (
     "intermediate_size",
     "vocab_size",
     "max_position_embeddings",
+    "position_embedding_type",
     "hidden_act",
 )
 
