@@ -105,7 +105,9 @@ class ModelArguments:
     )
     reinit_pooler: bool = field(
         default=False,
-        metadata={"help": "Re-initialise the pooler of a pretrained model (it was trained for NSP/SOP, or not at all)."},
+        metadata={
+            "help": "Re-initialise the pooler of a pretrained model (it was trained for NSP/SOP, or not at all)."
+        },
     )
     reinit_top_layers: int = field(
         default=0,
@@ -316,7 +318,9 @@ def _refuse_repeated_header(path: str, delimiter: str, flag: str) -> None:
 def _refuse_blank_labels(dataset, path: str, flag: str, data_args: DataTrainingArguments) -> None:
     """A blank single label turns a column of integers into floats (``1.0`` is then not the class ``1``): name it."""
     columns = dataset.column_names
-    label_column = data_args.label_column_name or next((name for name in DEFAULT_LABEL_COLUMNS if name in columns), None)
+    label_column = data_args.label_column_name or next(
+        (name for name in DEFAULT_LABEL_COLUMNS if name in columns), None
+    )
     if label_column not in columns or data_args.label_delimiter is not None:
         return  # no labels here, or multi-label, where an empty label string means no label
     if not isinstance(dataset.features[label_column], Value):

@@ -91,12 +91,15 @@ class JobSettings:
     )
     pretrain_dropout: float = field(default=0.0, metadata={"help": "hidden and attention dropout in pretraining"})
     pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer examples"})
-    pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "examples in the pretraining evaluation"})
+    pretrain_max_eval_samples: int | None = field(
+        default=500, metadata={"help": "examples in the pretraining evaluation"}
+    )
     finetune_max_seq_length: int = field(default=128, metadata={"help": "tokens per review (longer ones are cut)"})
     finetune_steps: int = field(default=440, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
     finetune_batch_size: int = field(default=32, metadata={"help": "reviews per fine-tuning step"})
     finetune_learning_rates: str = field(
-        default="1e-4,5e-4", metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"}
+        default="1e-4,5e-4",
+        metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"},
     )
     finetune_seeds: str = field(default="0,1", metadata={"help": "fine-tuning seeds (the first one picks the rate)"})
     finetune_warmup: float = field(default=0.06, metadata={"help": "fine-tuning warmup, share of the steps"})
@@ -407,7 +410,9 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
     )
     dropout = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
     # The twin is built from the pretrained config, so it starts from the same position table.
-    dropout += f",position_embedding_type={s.position_embedding_type},position_embedding_init={s.position_embedding_init}"
+    dropout += (
+        f",position_embedding_type={s.position_embedding_type},position_embedding_init={s.position_embedding_init}"
+    )
     if s.objective == "rtd":
         dropout += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
     pretrain_args = (

@@ -335,7 +335,9 @@ def pretraining_output_fields(objective: str, has_generator: bool = False) -> tu
     return fields
 
 
-def preprocess_logits_for_metrics(logits, labels, fields: tuple[str, ...] = ("prediction_logits", "seq_relationship_logits")):
+def preprocess_logits_for_metrics(
+    logits, labels, fields: tuple[str, ...] = ("prediction_logits", "seq_relationship_logits")
+):
     """Reduce the model outputs to what the metrics need, so evaluation never keeps ``(N, vocab)`` tensors.
 
     ``logits`` are the output tensors Trainer collected, named by ``fields`` (see :func:`pretraining_output_fields`;
@@ -349,7 +351,8 @@ def preprocess_logits_for_metrics(logits, labels, fields: tuple[str, ...] = ("pr
     batch_size = mlm_labels.shape[0]
     prediction_logits = outputs.get("prediction_logits")
     seq_relationship_logits = outputs.get("seq_relationship_logits")
-    discriminator_logits, discriminator_labels = outputs.get("discriminator_logits"), outputs.get("discriminator_labels")
+    discriminator_logits = outputs.get("discriminator_logits")
+    discriminator_labels = outputs.get("discriminator_labels")
     predictions = torch.full_like(mlm_labels, -100)
     losses = torch.zeros(mlm_labels.shape, dtype=torch.float32, device=mlm_labels.device)
     selected = mlm_labels != -100
@@ -507,7 +510,8 @@ def weigh_corpora(examples, weights: dict[str, float], seed: int):
     present = sorted(set(examples["source"])) if "source" in examples.column_names else []
     if set(weights) != set(present):
         raise ValueError(
-            f"corpus_weights must give a weight to each corpus of the training data, {present or 'none (no source column)'}; "
+            "corpus_weights must give a weight to each corpus of the training data, "
+            f"{present or 'none (no source column)'}; "
             f"got {sorted(weights)}"
         )
     kept = [name for name in present if weights[name] > 0]
@@ -754,7 +758,8 @@ def configure_run(data_args: DataTrainingArguments, training_args: TrainingArgum
     # The collator needs columns the model does not take (word_continuation); the datasets hold nothing else.
     training_args.remove_unused_columns = False
     # Trainer scores evaluation batches only when every label it knows of is there: packed text has no pair labels.
-    training_args.label_names = ["labels"] + (["next_sentence_label"] if data_args.objective in SENTENCE_TASK_OF else [])
+    pair_labels = ["next_sentence_label"] if data_args.objective in SENTENCE_TASK_OF else []
+    training_args.label_names = ["labels", *pair_labels]
 
 
 def train_and_save(trainer: Trainer, resume_from_checkpoint, train_samples: int) -> dict:

@@ -370,7 +370,8 @@ def create_nsp_examples(
 
 
 def nsp_example_stats(examples: Dataset) -> dict:
-    """Count, label balance (sentence pairs), mean length and corpora of pretraining examples (computed in Arrow, no Python loop)."""
+    """Count, label balance (sentence pairs), mean length and corpora of pretraining examples (computed in Arrow, no
+    Python loop)."""
     import pyarrow.compute as pc
 
     table = examples.with_format("arrow")[:]
@@ -393,7 +394,11 @@ def _pack_batch(batch, options):
     stream = [t for sentences in batch["sentence_ids"] for t in [*(t for s in sentences for t in s), sep_id]]
     columns = {"input_ids": [[cls_id, *stream[i : i + window], sep_id] for i in range(0, len(stream), window)]}
     if with_flags:
-        flags = [f for per_sentence in batch["sentence_word_continuation"] for f in [*(f for s in per_sentence for f in s), 0]]
+        flags = [
+            f
+            for per_sentence in batch["sentence_word_continuation"]
+            for f in [*(f for s in per_sentence for f in s), 0]
+        ]
         # A window cut inside a word starts a word of its own.
         columns["word_continuation"] = [[0, 0, *flags[i + 1 : i + window], 0] for i in range(0, len(flags), window)]
     if "source" in batch:  # batches are cut per corpus (see create_packed_examples): one source per batch
