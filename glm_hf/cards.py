@@ -315,70 +315,19 @@ def write_finetuned_card(
         notes: bullet points under the results (budget, how comparisons were made, ...).
         limitations: extra bullet points for the Limitations section.
     """
-    from .evaluation import check_problem_type
-
-    check_problem_type(problem_type)
-    if not results:
-        raise ValueError("results must hold at least this model's row")
-    for row in results:
-        missing = {"name", "metrics"} - set(row)
-        if missing:
-            raise ValueError(f"each results row needs 'name' and 'metrics'; row {row!r} lacks {sorted(missing)}")
-    plots = dict(plots or {})
-    for caption, file_name in plots.items():
-        _check_file_name(file_name, f"plots[{caption!r}]", output_dir)
+    _check_finetuned_inputs(output_dir, problem_type, results, plots or {})
     name = _model_name(output_dir, model_name)
     own_metrics = numeric_metrics(results[0]["metrics"])
-    columns = {
-        key: title
-        for key, title in RESULT_COLUMNS[problem_type].items()
-        if any(key in row["metrics"] for row in results)
-    }
-    result_rows = [
-        {
-            "name": row["name"],
-            "cells": [format_value(row["metrics"][key]) if key in row["metrics"] else "-" for key in columns],
-            "description": format_value(row.get("description", "")),
-        }
-        for row in results
-    ]
-    per_class_rows = []
-    if problem_type == "single_label_classification" and label_names:
-        for label in label_names:
-            values = [own_metrics.get(f"{metric}_{label}") for metric in ("precision", "recall", "f1")]
-            if all(value is not None for value in values):
-                per_class_rows.append((label, *(format_value(value) for value in values)))
-    accuracy_margin = None
-    if "accuracy" in own_metrics and eval_size:
-        accuracy = own_metrics["accuracy"]
-        accuracy_margin = f"{100 * 1.96 * math.sqrt(accuracy * (1 - accuracy) / eval_size):.1f}"
-
-    eval_results = [
-        EvalResult(
-            task_type="text-classification",
-            task_name=TASK_DESCRIPTIONS[problem_type],
-            dataset_type=dataset_name,
-            dataset_name=dataset_name,
-            dataset_split=eval_split,
-            metric_type=PIPELINE_METRICS[key],
-            metric_name=title,
-            metric_value=round(own_metrics[key], 6),
-            metric_config=key.split("_")[0] if key.endswith("_f1") else None,
-        )
-        for key, title in columns.items()
-        if key in own_metrics
-    ]
-    card_data = ModelCardData(
-        language=LANGUAGE,
+    columns = _result_columns(problem_type, results)
+    card_data = _finetuned_card_data(
+        name,
+        base_model=base_model,
+        dataset_name=dataset_name,
+        problem_type=problem_type,
+        eval_split=eval_split,
+        columns=columns,
+        own_metrics=own_metrics,
         license=license,
-        library_name="transformers",
-        pipeline_tag="text-classification",
-        tags=["glm_hf", "bert", "text-classification", "chinese"],
-        datasets=[dataset_name],
-        metrics=sorted({PIPELINE_METRICS[key] for key in columns}),
-        base_model=base_model if _hub_url(base_model) else None,
-        model_name=name,
-        eval_results=eval_results or None,
     )
     card = ModelCard.from_template(
         card_data,
@@ -394,15 +343,116 @@ def write_finetuned_card(
         eval_split=eval_split,
         eval_size=f"{eval_size} examples" if eval_size else "the held-out examples",
         result_columns=list(columns.values()),
-        result_rows=result_rows,
-        per_class_rows=per_class_rows,
-        plots=list(plots.items()),
+        result_rows=_result_rows(results, columns),
+        per_class_rows=_per_class_rows(problem_type, label_names, own_metrics),
+        plots=list((plots or {}).items()),
         notes=list(notes),
         limitations=list(limitations),
-        accuracy_margin=accuracy_margin,
+        accuracy_margin=_accuracy_margin(own_metrics, eval_size),
         data_rows=[(key, format_value(value)) for key, value in flatten(data_stats)],
         hyperparameter_rows=hyperparameter_rows(training_args),
         max_length=max_length or "the maximum sequence length",
         example_text=example_text,
     )
     return write_card(card, output_dir)
+
+
+def _check_finetuned_inputs(
+    output_dir: str, problem_type: str, results: Sequence[Mapping], plots: Mapping[str, str]
+) -> None:
+    """Refuse an unknown problem type, a results table without this model's row or a row without name/metrics,
+    and plots that are not files inside ``output_dir``."""
+    from .evaluation import check_problem_type
+
+    check_problem_type(problem_type)
+    if not results:
+        raise ValueError("results must hold at least this model's row")
+    for row in results:
+        missing = {"name", "metrics"} - set(row)
+        if missing:
+            raise ValueError(f"each results row needs 'name' and 'metrics'; row {row!r} lacks {sorted(missing)}")
+    for caption, file_name in plots.items():
+        _check_file_name(file_name, f"plots[{caption!r}]", output_dir)
+
+
+def _result_columns(problem_type: str, results: Sequence[Mapping]) -> dict[str, str]:
+    """The columns of the results table (metric key -> title) that at least one row has a value for."""
+    return {
+        key: title
+        for key, title in RESULT_COLUMNS[problem_type].items()
+        if any(key in row["metrics"] for row in results)
+    }
+
+
+def _result_rows(results: Sequence[Mapping], columns: Mapping[str, str]) -> list[dict]:
+    """The rows of the results table as the template takes them; "-" where a row lacks a column's metric."""
+    return [
+        {
+            "name": row["name"],
+            "cells": [format_value(row["metrics"][key]) if key in row["metrics"] else "-" for key in columns],
+            "description": format_value(row.get("description", "")),
+        }
+        for row in results
+    ]
+
+
+def _per_class_rows(
+    problem_type: str, label_names: Sequence[str] | None, own_metrics: Mapping[str, float]
+) -> list[tuple[str, ...]]:
+    """(label, precision, recall, F1) for each class that has all three (single-label classification only)."""
+    rows = []
+    if problem_type == "single_label_classification" and label_names:
+        for label in label_names:
+            values = [own_metrics.get(f"{metric}_{label}") for metric in ("precision", "recall", "f1")]
+            if all(value is not None for value in values):
+                rows.append((label, *(format_value(value) for value in values)))
+    return rows
+
+
+def _accuracy_margin(own_metrics: Mapping[str, float], eval_size: int | None) -> str | None:
+    """Half-width of the 95% normal-approximation interval of the accuracy, in points, or ``None``."""
+    if "accuracy" not in own_metrics or not eval_size:
+        return None
+    accuracy = own_metrics["accuracy"]
+    return f"{100 * 1.96 * math.sqrt(accuracy * (1 - accuracy) / eval_size):.1f}"
+
+
+def _finetuned_card_data(
+    name: str,
+    *,
+    base_model: str | None,
+    dataset_name: str,
+    problem_type: str,
+    eval_split: str,
+    columns: Mapping[str, str],
+    own_metrics: Mapping[str, float],
+    license: str,
+) -> ModelCardData:
+    """The YAML header of a fine-tuned card: its model-index holds this model's metrics on ``eval_split``."""
+    eval_results = [
+        EvalResult(
+            task_type="text-classification",
+            task_name=TASK_DESCRIPTIONS[problem_type],
+            dataset_type=dataset_name,
+            dataset_name=dataset_name,
+            dataset_split=eval_split,
+            metric_type=PIPELINE_METRICS[key],
+            metric_name=title,
+            metric_value=round(own_metrics[key], 6),
+            metric_config=key.split("_")[0] if key.endswith("_f1") else None,
+        )
+        for key, title in columns.items()
+        if key in own_metrics
+    ]
+    return ModelCardData(
+        language=LANGUAGE,
+        license=license,
+        library_name="transformers",
+        pipeline_tag="text-classification",
+        tags=["glm_hf", "bert", "text-classification", "chinese"],
+        datasets=[dataset_name],
+        metrics=sorted({PIPELINE_METRICS[key] for key in columns}),
+        base_model=base_model if _hub_url(base_model) else None,
+        model_name=name,
+        eval_results=eval_results or None,
+    )

@@ -147,7 +147,8 @@ class GLMConfig(PreTrainedConfig):
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
         if self.pretraining_objective not in PRETRAINING_OBJECTIVES:
             raise ValueError(
-                f"pretraining_objective must be one of {list(PRETRAINING_OBJECTIVES)}, got {self.pretraining_objective!r}"
+                f"pretraining_objective must be one of {list(PRETRAINING_OBJECTIVES)}, "
+                f"got {self.pretraining_objective!r}"
             )
         layers = self.generator_num_hidden_layers
         if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= self.num_hidden_layers:
@@ -158,7 +159,9 @@ class GLMConfig(PreTrainedConfig):
         if not self.rtd_loss_weight > 0:
             raise ValueError(f"rtd_loss_weight must be > 0, got {self.rtd_loss_weight!r}")
         if self.classifier_pooling not in CLASSIFIER_POOLING:
-            raise ValueError(f"classifier_pooling must be one of {list(CLASSIFIER_POOLING)}, got {self.classifier_pooling!r}")
+            raise ValueError(
+                f"classifier_pooling must be one of {list(CLASSIFIER_POOLING)}, got {self.classifier_pooling!r}"
+            )
         if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
             raise ValueError(
                 f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "

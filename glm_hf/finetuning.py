@@ -105,7 +105,9 @@ class ModelArguments:
     )
     reinit_pooler: bool = field(
         default=False,
-        metadata={"help": "Re-initialise the pooler of a pretrained model (it was trained for NSP/SOP, or not at all)."},
+        metadata={
+            "help": "Re-initialise the pooler of a pretrained model (it was trained for NSP/SOP, or not at all)."
+        },
     )
     reinit_top_layers: int = field(
         default=0,
@@ -316,7 +318,9 @@ def _refuse_repeated_header(path: str, delimiter: str, flag: str) -> None:
 def _refuse_blank_labels(dataset, path: str, flag: str, data_args: DataTrainingArguments) -> None:
     """A blank single label turns a column of integers into floats (``1.0`` is then not the class ``1``): name it."""
     columns = dataset.column_names
-    label_column = data_args.label_column_name or next((name for name in DEFAULT_LABEL_COLUMNS if name in columns), None)
+    label_column = data_args.label_column_name or next(
+        (name for name in DEFAULT_LABEL_COLUMNS if name in columns), None
+    )
     if label_column not in columns or data_args.label_delimiter is not None:
         return  # no labels here, or multi-label, where an empty label string means no label
     if not isinstance(dataset.features[label_column], Value):
@@ -920,6 +924,7 @@ def write_card(
     split_notes,
     hub_model_id=None,
 ) -> str:
+    """The fine-tuned card of this run: its metrics on test (validation without one) beside the TF-IDF baseline's."""
     from .cards import write_finetuned_card
     from .evaluation import MAIN_METRICS
 
@@ -928,40 +933,7 @@ def write_card(
         if any(k.startswith("test_") and k != "test_samples" for k in metrics)
         else ("validation", "eval")
     )
-    own = unprefixed(metrics, prefix)
-    base_model = model_args.model_name_or_path
-    results = [
-        {
-            "name": "this model",
-            "description": f"GLM fine-tuned from `{base_model}`"
-            if base_model
-            else f"GLM ({model_args.model_size or model_args.config_name}) trained from a random initialisation",
-            "metrics": own,
-        }
-    ]
-    if baseline is not None and any(key.startswith(f"{prefix}_") for key in baseline):
-        results.append(
-            {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefixed(baseline, prefix)}
-        )
-    data_stats = {"examples used": dataset_statistics(raw, task)}
-    if data_args.dataset_name == EMBEDDED_SENTIMENT:
-        from .sentiment import sentiment_data_stats
-
-        full = sentiment_data_stats()
-        data_stats = {
-            "raw lines": full["raw_lines"],
-            "unique texts": full["unique_texts"],
-            "texts in both classes (dropped)": full["conflicting_texts_dropped"],
-            **data_stats,
-        }
-    hyperparameters = dict(training_args.to_dict())
-    hyperparameters.update(
-        max_seq_length=data_args.max_seq_length, train_examples=len(raw["train"]) if "train" in raw else 0
-    )
-    if not base_model:
-        hyperparameters["initialisation"] = "random"
-    if model_args.config_overrides:
-        hyperparameters["config_overrides"] = model_args.config_overrides
+    results = _card_results(model_args, metrics, baseline, prefix)
     dataset_name = data_args.dataset_name or os.path.basename(data_args.train_file or data_args.validation_file)
     notes = (
         [
@@ -973,13 +945,13 @@ def write_card(
     )
     return write_finetuned_card(
         output_dir,
-        base_model=base_model,
+        base_model=model_args.model_name_or_path,
         dataset_name=dataset_name,
         dataset_description=" ".join([data_description, *split_notes]),
-        data_stats=data_stats,
+        data_stats=_card_data_stats(data_args, task, raw),
         problem_type=task.problem_type,
         label_names=task.label_names,
-        training_args=hyperparameters,
+        training_args=_card_hyperparameters(model_args, data_args, training_args, raw),
         results=results,
         eval_split=split,
         eval_size=len(raw[split]) if split in raw else None,
@@ -988,6 +960,54 @@ def write_card(
         max_length=data_args.max_seq_length,
         repo_id=hub_model_id,
     )
+
+
+def _card_results(model_args, metrics, baseline, prefix) -> list[dict]:
+    """This model's row of the results table (``prefix``-ed metrics) and the baseline's when it scored that split."""
+    base_model = model_args.model_name_or_path
+    results = [
+        {
+            "name": "this model",
+            "description": f"GLM fine-tuned from `{base_model}`"
+            if base_model
+            else f"GLM ({model_args.model_size or model_args.config_name}) trained from a random initialisation",
+            "metrics": unprefixed(metrics, prefix),
+        }
+    ]
+    if baseline is not None and any(key.startswith(f"{prefix}_") for key in baseline):
+        results.append(
+            {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefixed(baseline, prefix)}
+        )
+    return results
+
+
+def _card_data_stats(data_args, task, raw) -> dict:
+    """The examples used per split and label; for the embedded sentiment data, how it was cleaned too."""
+    data_stats = {"examples used": dataset_statistics(raw, task)}
+    if data_args.dataset_name == EMBEDDED_SENTIMENT:
+        from .sentiment import sentiment_data_stats
+
+        full = sentiment_data_stats()
+        data_stats = {
+            "raw lines": full["raw_lines"],
+            "unique texts": full["unique_texts"],
+            "texts in both classes (dropped)": full["conflicting_texts_dropped"],
+            **data_stats,
+        }
+    return data_stats
+
+
+def _card_hyperparameters(model_args, data_args, training_args, raw) -> dict:
+    """``TrainingArguments.to_dict()`` plus what else shaped the model: sequence length, examples, initialisation."""
+    hyperparameters = dict(training_args.to_dict())
+    hyperparameters.update(
+        max_seq_length=data_args.max_seq_length, train_examples=len(raw["train"]) if "train" in raw else 0
+    )
+    if not model_args.model_name_or_path:
+        hyperparameters["initialisation"] = "random"
+    if model_args.config_overrides:
+        hyperparameters["config_overrides"] = model_args.config_overrides
+    return hyperparameters
 
 
 if __name__ == "__main__":

@@ -91,12 +91,15 @@ class JobSettings:
     )
     pretrain_dropout: float = field(default=0.0, metadata={"help": "hidden and attention dropout in pretraining"})
     pretrain_max_train_samples: int | None = field(default=None, metadata={"help": "pretrain on fewer examples"})
-    pretrain_max_eval_samples: int | None = field(default=500, metadata={"help": "examples in the pretraining evaluation"})
+    pretrain_max_eval_samples: int | None = field(
+        default=500, metadata={"help": "examples in the pretraining evaluation"}
+    )
     finetune_max_seq_length: int = field(default=128, metadata={"help": "tokens per review (longer ones are cut)"})
     finetune_steps: int = field(default=440, metadata={"help": "fine-tuning optimizer steps (both GLM runs)"})
     finetune_batch_size: int = field(default=32, metadata={"help": "reviews per fine-tuning step"})
     finetune_learning_rates: str = field(
-        default="1e-4,5e-4", metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"}
+        default="1e-4,5e-4",
+        metadata={"help": "fine-tuning learning-rate grid; each GLM run picks its best on validation"},
     )
     finetune_seeds: str = field(default="0,1", metadata={"help": "fine-tuning seeds (the first one picks the rate)"})
     finetune_warmup: float = field(default=0.06, metadata={"help": "fine-tuning warmup, share of the steps"})
@@ -407,7 +410,9 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
     )
     dropout = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
     # The twin is built from the pretrained config, so it starts from the same position table.
-    dropout += f",position_embedding_type={s.position_embedding_type},position_embedding_init={s.position_embedding_init}"
+    dropout += (
+        f",position_embedding_type={s.position_embedding_type},position_embedding_init={s.position_embedding_init}"
+    )
     if s.objective == "rtd":
         dropout += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
     pretrain_args = (
@@ -543,38 +548,69 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     """The fine-tuned card with all three systems on the test split, the pretraining facts and the plots."""
     from .cards import write_finetuned_card
     from .finetuning import EMBEDDED_SENTIMENT, embedded_sentiment_description
-    from .finetuning import unprefixed as unprefix
-    from .sentiment import sentiment_data_stats
 
     finetune_dir = os.path.join(job_dir, "finetune")
-    baseline = read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
-    rows = summary["results"]
+    results = _card_results(summary["results"], read_json(os.path.join(job_dir, "baseline", BASELINE_FILE)), settings)
+    plots = _card_plots(job_dir, finetune_dir, settings)
+    return write_finetuned_card(
+        finetune_dir,
+        base_model="../pretrain",
+        dataset_name=EMBEDDED_SENTIMENT,
+        dataset_description=embedded_sentiment_description(),
+        data_stats=_card_data_stats(settings),
+        problem_type="single_label_classification",
+        label_names=["negative", "positive"],
+        training_args=_card_training_args(settings),
+        results=results,
+        eval_split="test",
+        eval_size=summary["test_split"]["examples"],
+        plots=plots,
+        notes=_card_notes(summary),
+        limitations=[
+            f"A {settings.model_size} model pretrained for minutes on a CPU: far from the quality of large pretrained "
+            "Chinese encoders; compare it with the baseline and from-scratch rows, not with published results.",
+        ],
+        max_length=settings.finetune_max_seq_length,
+        model_name="GLM sentiment (embedded main job)",
+        repo_id=_display_path(finetune_dir),
+    )
 
-    def seeds_note(row: dict) -> str:
-        untrained = row.get("untrained_seeds") or []
-        return (f"; test accuracy mean of {row['seeds']} fine-tuning seeds (std {row['accuracy_std']:.4f}, "
-                f"min {row['accuracy_min']:.4f}, max {row['accuracy_max']:.4f}) at lr {row['learning_rate']:g}, "
-                "chosen on validation"
-                + (f"; seed(s) {', '.join(map(str, untrained))} did not train (macro-F1 below "
-                   f"{UNTRAINED_MACRO_F1}, nearly one class)" if untrained else ""))
+
+def _seeds_note(row: dict) -> str:
+    """How a GLM row's test accuracy was measured: the seeds' mean and spread, the chosen rate, seeds that failed."""
+    untrained = row.get("untrained_seeds") or []
+    return (f"; test accuracy mean of {row['seeds']} fine-tuning seeds (std {row['accuracy_std']:.4f}, "
+            f"min {row['accuracy_min']:.4f}, max {row['accuracy_max']:.4f}) at lr {row['learning_rate']:g}, "
+            "chosen on validation"
+            + (f"; seed(s) {', '.join(map(str, untrained))} did not train (macro-F1 below "
+               f"{UNTRAINED_MACRO_F1}, nearly one class)" if untrained else ""))
+
+
+def _card_results(rows: dict, baseline: dict, settings: JobSettings) -> list[dict]:
+    """The card's results table: this model, the same model from scratch, the TF-IDF baseline."""
+    from .finetuning import unprefixed as unprefix
 
     size = settings.model_size
-    results = [
+    return [
         {
             "name": "**GLM, pretrained + fine-tuned (this model)**",
             "description": f"{size} GLM pretrained {settings.pretrain_steps} steps ({settings.objective}), fine-tuned "
-            f"{settings.finetune_steps} steps" + seeds_note(rows["glm_pretrained_finetuned"]),
+            f"{settings.finetune_steps} steps" + _seeds_note(rows["glm_pretrained_finetuned"]),
             "metrics": {k: rows["glm_pretrained_finetuned"][k] for k in ("accuracy", "macro_f1")},
         },
         {
             "name": "GLM from scratch",
             "description": f"same {size} architecture, tokenizer, data, steps and fine-tuning protocol, random "
-            "initialisation (no pretraining)" + seeds_note(rows["glm_from_scratch"]),
+            "initialisation (no pretraining)" + _seeds_note(rows["glm_from_scratch"]),
             "metrics": {k: rows["glm_from_scratch"][k] for k in ("accuracy", "macro_f1")},
         },
         {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefix(baseline, "test")},
     ]
-    # Plots must sit beside the card: copy the pretraining loss curve in.
+
+
+def _card_plots(job_dir: str, finetune_dir: str, settings: JobSettings) -> dict[str, str]:
+    """Caption -> image file for the plots that exist; the pretraining loss curve is copied in beside the card
+    (the card links its plots relatively)."""
     plots = {}
     if os.path.isfile(os.path.join(finetune_dir, "confusion_matrix.png")):
         plots["Confusion matrix on the test split"] = "confusion_matrix.png"
@@ -584,7 +620,11 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
     if os.path.isfile(pretrain_curve):
         shutil.copyfile(pretrain_curve, os.path.join(finetune_dir, "pretraining_loss_curve.png"))
         plots[f"Pretraining loss ({settings.objective})"] = "pretraining_loss_curve.png"
+    return plots
 
+
+def _card_notes(summary: dict) -> list[str]:
+    """The bullet points under the results: how the rows compare, the pretraining gain and metrics, the compute."""
     gain = summary["pretraining_gain"]
     pretraining = summary["pretraining"]
     minutes = {name: (seconds or 0) / 60 for name, seconds in summary["stage_seconds"].items()}
@@ -613,9 +653,27 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
             "**Quick mode** (smoke test): tiny model, few steps, training subsets -- these numbers say "
             "that the pipeline runs, not how well GLM does.",
         )
+    return notes
+
+
+def _card_data_stats(settings: JobSettings) -> dict:
+    """The embedded sentiment data as the card's Data table shows it: cleaning, split sizes, examples used."""
+    from .sentiment import sentiment_data_stats
+
     stats = sentiment_data_stats()
-    training_args = {
-        "model_size": size,
+    return {
+        "raw lines": stats["raw_lines"],
+        "unique texts": stats["unique_texts"],
+        "texts in both classes (dropped)": stats["conflicting_texts_dropped"],
+        "split sizes": {name: sizes["total"] for name, sizes in stats["split_sizes"].items()},
+        "training examples used": settings.max_train_samples or stats["split_sizes"]["train"]["total"],
+    }
+
+
+def _card_training_args(settings: JobSettings) -> dict:
+    """The card's Training table: the settings of both GLM runs, in words where a bare value would not say enough."""
+    return {
+        "model_size": settings.model_size,
         "pretraining steps": settings.pretrain_steps,
         "pretraining batch size": settings.pretrain_batch_size,
         "pretraining learning rate": settings.pretrain_learning_rate,
@@ -641,34 +699,6 @@ def write_final_card(job_dir: str, summary: dict, settings: JobSettings) -> str:
         "precision": "fp32 (CPU)",
         "seed (tokenizer, pretraining)": settings.seed,
     }
-    return write_finetuned_card(
-        finetune_dir,
-        base_model="../pretrain",
-        dataset_name=EMBEDDED_SENTIMENT,
-        dataset_description=embedded_sentiment_description(),
-        data_stats={
-            "raw lines": stats["raw_lines"],
-            "unique texts": stats["unique_texts"],
-            "texts in both classes (dropped)": stats["conflicting_texts_dropped"],
-            "split sizes": {name: sizes["total"] for name, sizes in stats["split_sizes"].items()},
-            "training examples used": settings.max_train_samples or stats["split_sizes"]["train"]["total"],
-        },
-        problem_type="single_label_classification",
-        label_names=["negative", "positive"],
-        training_args=training_args,
-        results=results,
-        eval_split="test",
-        eval_size=summary["test_split"]["examples"],
-        plots=plots,
-        notes=notes,
-        limitations=[
-            f"A {size} model pretrained for minutes on a CPU: far from the quality of large pretrained Chinese "
-            "encoders; compare it with the baseline and from-scratch rows, not with published results.",
-        ],
-        max_length=settings.finetune_max_seq_length,
-        model_name="GLM sentiment (embedded main job)",
-        repo_id=_display_path(finetune_dir),
-    )
 
 
 def _display_path(path: str) -> str:

@@ -432,7 +432,9 @@ class GLMAttention(nn.Module):
         self.output = GLMSelfOutput(config)
 
     def forward(self, hidden_states, attention_mask, layout, query_selection=None, rotation=None, **kwargs):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask, layout, query_selection, rotation, **kwargs)
+        attn_output, attn_weights = self.self(
+            hidden_states, attention_mask, layout, query_selection, rotation, **kwargs
+        )
         residual = hidden_states if query_selection is None else hidden_states.index_select(0, query_selection.rows)
         return self.output(attn_output, residual), attn_weights
 
@@ -658,7 +660,7 @@ class GLMModelOutput(BaseModelOutputWithPooling):
     selected_hidden_state (`torch.FloatTensor` of shape `(num_selected, hidden_size)`, *optional*, returned when `output_positions` is passed):
         The last layer's hidden state at each position set in `output_positions`, in row-major order (the order of
         `labels[output_positions]`); zeros at padding positions.
-    """
+    """  # noqa: E501 (auto_docstring reads each field's name, type and "returned when" from one line)
 
     selected_hidden_state: torch.Tensor | None = None
 

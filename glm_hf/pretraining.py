@@ -335,7 +335,9 @@ def pretraining_output_fields(objective: str, has_generator: bool = False) -> tu
     return fields
 
 
-def preprocess_logits_for_metrics(logits, labels, fields: tuple[str, ...] = ("prediction_logits", "seq_relationship_logits")):
+def preprocess_logits_for_metrics(
+    logits, labels, fields: tuple[str, ...] = ("prediction_logits", "seq_relationship_logits")
+):
     """Reduce the model outputs to what the metrics need, so evaluation never keeps ``(N, vocab)`` tensors.
 
     ``logits`` are the output tensors Trainer collected, named by ``fields`` (see :func:`pretraining_output_fields`;
@@ -349,7 +351,8 @@ def preprocess_logits_for_metrics(logits, labels, fields: tuple[str, ...] = ("pr
     batch_size = mlm_labels.shape[0]
     prediction_logits = outputs.get("prediction_logits")
     seq_relationship_logits = outputs.get("seq_relationship_logits")
-    discriminator_logits, discriminator_labels = outputs.get("discriminator_logits"), outputs.get("discriminator_labels")
+    discriminator_logits = outputs.get("discriminator_logits")
+    discriminator_labels = outputs.get("discriminator_labels")
     predictions = torch.full_like(mlm_labels, -100)
     losses = torch.zeros(mlm_labels.shape, dtype=torch.float32, device=mlm_labels.device)
     selected = mlm_labels != -100
@@ -507,7 +510,8 @@ def weigh_corpora(examples, weights: dict[str, float], seed: int):
     present = sorted(set(examples["source"])) if "source" in examples.column_names else []
     if set(weights) != set(present):
         raise ValueError(
-            f"corpus_weights must give a weight to each corpus of the training data, {present or 'none (no source column)'}; "
+            "corpus_weights must give a weight to each corpus of the training data, "
+            f"{present or 'none (no source column)'}; "
             f"got {sorted(weights)}"
         )
     kept = [name for name in present if weights[name] > 0]
@@ -681,26 +685,7 @@ def pretrain(
     extra_callbacks: list | None = None,
 ) -> dict:
     """Pretrain; returns the final metrics (train and eval, as in ``all_results.json``)."""
-    setup_logging(training_args, logger)
-    check_max_steps(training_args)
-    transformers.utils.logging.enable_default_handler()
-    transformers.utils.logging.enable_explicit_format()
-    logger.warning(
-        "Process rank: %s, device: %s, world size: %s, bf16: %s, fp16: %s",
-        training_args.process_index, training_args.device, training_args.world_size,
-        training_args.bf16, training_args.fp16,
-    )
-
-    if training_args.bf16 and training_args.device.type == "cpu" and cpu_has_bf16_instructions() is False:
-        logger.warning(
-            "--bf16 on a CPU without AMX or AVX512-BF16: bf16 matrix products are emulated there, measured about "
-            "4x slower than fp32 on an AVX2 EPYC (benchmarks/bench_vs_bert.py). Drop --bf16 on this machine."
-        )
-    # The collator needs columns the model does not take (word_continuation); the datasets hold nothing else.
-    training_args.remove_unused_columns = False
-    # Trainer scores evaluation batches only when every label it knows of is there: packed text has no pair labels.
-    training_args.label_names = ["labels"] + (["next_sentence_label"] if data_args.objective in SENTENCE_TASK_OF else [])
-
+    configure_run(data_args, training_args)
     resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
 
     set_seed(training_args.seed)
@@ -745,32 +730,69 @@ def pretrain(
 
     metrics: dict = {}
     if training_args.do_train:
-        train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-        trainer.save_model()  # model, its code and the tokenizer
-        train_metrics = dict(train_result.metrics)
-        train_metrics["train_samples"] = len(train_dataset)
-        trainer.log_metrics("train", train_metrics)
-        trainer.save_metrics("train", train_metrics)
-        trainer.save_state()
-        metrics.update(train_metrics)
-
+        metrics.update(train_and_save(trainer, resume_from_checkpoint, len(train_dataset)))
     if training_args.do_eval:
-        eval_metrics = trainer.evaluate()
-        eval_metrics["eval_samples"] = len(eval_dataset)
-        if "eval_perplexity" not in eval_metrics and "eval_loss" in eval_metrics:
-            eval_metrics["eval_perplexity"] = math.exp(min(eval_metrics["eval_loss"], 700))
-        trainer.log_metrics("eval", eval_metrics)
-        trainer.save_metrics("eval", eval_metrics)
-        metrics.update(eval_metrics)
-
+        metrics.update(evaluate_and_save(trainer, len(eval_dataset)))
     if training_args.do_train and trainer.is_world_process_zero():
-        loss_curve = None
-        if any("loss" in entry or "eval_loss" in entry for entry in trainer.state.log_history):
-            save_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, LOSS_CURVE_FILE),
-                            title=f"GLM pretraining ({data_args.objective})")
-            loss_curve = LOSS_CURVE_FILE
-        write_model_card(training_args.output_dir, model_args, data_args, training_args, metrics, stats, loss_curve)
+        write_curve_and_card(trainer, model_args, data_args, training_args, metrics, stats)
     return metrics
+
+
+def configure_run(data_args: DataTrainingArguments, training_args: TrainingArguments) -> None:
+    """Logging, the flag checks, and the ``TrainingArguments`` the pretraining datasets and metrics need."""
+    setup_logging(training_args, logger)
+    check_max_steps(training_args)
+    transformers.utils.logging.enable_default_handler()
+    transformers.utils.logging.enable_explicit_format()
+    logger.warning(
+        "Process rank: %s, device: %s, world size: %s, bf16: %s, fp16: %s",
+        training_args.process_index, training_args.device, training_args.world_size,
+        training_args.bf16, training_args.fp16,
+    )
+
+    if training_args.bf16 and training_args.device.type == "cpu" and cpu_has_bf16_instructions() is False:
+        logger.warning(
+            "--bf16 on a CPU without AMX or AVX512-BF16: bf16 matrix products are emulated there, measured about "
+            "4x slower than fp32 on an AVX2 EPYC (benchmarks/bench_vs_bert.py). Drop --bf16 on this machine."
+        )
+    # The collator needs columns the model does not take (word_continuation); the datasets hold nothing else.
+    training_args.remove_unused_columns = False
+    # Trainer scores evaluation batches only when every label it knows of is there: packed text has no pair labels.
+    pair_labels = ["next_sentence_label"] if data_args.objective in SENTENCE_TASK_OF else []
+    training_args.label_names = ["labels", *pair_labels]
+
+
+def train_and_save(trainer: Trainer, resume_from_checkpoint, train_samples: int) -> dict:
+    """Train (from ``resume_from_checkpoint`` if any), save the model, its train metrics and the trainer state."""
+    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model()  # model, its code and the tokenizer
+    train_metrics = dict(train_result.metrics)
+    train_metrics["train_samples"] = train_samples
+    trainer.log_metrics("train", train_metrics)
+    trainer.save_metrics("train", train_metrics)
+    trainer.save_state()
+    return train_metrics
+
+
+def evaluate_and_save(trainer: Trainer, eval_samples: int) -> dict:
+    """Evaluate on the held-out text and save the metrics, perplexity included."""
+    eval_metrics = trainer.evaluate()
+    eval_metrics["eval_samples"] = eval_samples
+    if "eval_perplexity" not in eval_metrics and "eval_loss" in eval_metrics:
+        eval_metrics["eval_perplexity"] = math.exp(min(eval_metrics["eval_loss"], 700))
+    trainer.log_metrics("eval", eval_metrics)
+    trainer.save_metrics("eval", eval_metrics)
+    return eval_metrics
+
+
+def write_curve_and_card(trainer: Trainer, model_args, data_args, training_args, metrics: dict, stats: dict) -> None:
+    """The loss curve (when anything was logged) and README.md in the output folder."""
+    loss_curve = None
+    if any("loss" in entry or "eval_loss" in entry for entry in trainer.state.log_history):
+        save_loss_curve(trainer.state.log_history, os.path.join(training_args.output_dir, LOSS_CURVE_FILE),
+                        title=f"GLM pretraining ({data_args.objective})")
+        loss_curve = LOSS_CURVE_FILE
+    write_model_card(training_args.output_dir, model_args, data_args, training_args, metrics, stats, loss_curve)
 
 
 if __name__ == "__main__":

@@ -198,30 +198,14 @@ def document_examples(
         if i == len(sentences) - 1 or chunk_length >= target_length:
             a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
             is_random_next = sentence_task == "nsp" and rng.random() < nsp_probability and len(source) > 1
-            a_sentences = chunk[:a_end]
-            tokens_a = [t for s in a_sentences for t in sentences[s]]
-            flags_a = [f for s in a_sentences for f in flags[s]] if flags is not None else None
+            tokens_a, flags_a = _segment(chunk[:a_end], sentences, flags)
             if is_random_next:
-                tokens_b, flags_b = [], [] if flags is not None else None
                 target_b_length = max(1, target_length - len(tokens_a))
-                for _ in range(10):  # BERT: try a few times to draw a document other than this one
-                    other = int(rng.integers(len(source)))
-                    if other != document_index:
-                        break
-                other_sentences, other_flags = source[other]
-                start = int(rng.integers(len(other_sentences)))
-                for j in range(start, len(other_sentences)):
-                    tokens_b.extend(other_sentences[j])
-                    if flags_b is not None:
-                        flags_b.extend(other_flags[j])
-                    if len(tokens_b) >= target_b_length:
-                        break
+                tokens_b, flags_b = _random_segment(source, document_index, target_b_length, flags is not None, rng)
                 # BERT: the sentences of the chunk left unused go back to the document for the next chunk.
                 i -= len(chunk) - a_end
             elif len(chunk) >= 2:
-                b_sentences = chunk[a_end:]
-                tokens_b = [t for s in b_sentences for t in sentences[s]]
-                flags_b = [f for s in b_sentences for f in flags[s]] if flags is not None else None
+                tokens_b, flags_b = _segment(chunk[a_end:], sentences, flags)
             elif len(tokens_a) >= 2:  # a lone sentence: its second part is its true continuation
                 cut = _split_point(tokens_a, clause_mark_ids, rng)
                 tokens_a, tokens_b = tokens_a[:cut], tokens_a[cut:]
@@ -234,22 +218,71 @@ def document_examples(
 
             if tokens_b:
                 label = 1 if is_random_next else 0
-                if sentence_task == "sop" and rng.random() < 0.5:
-                    tokens_a, tokens_b, flags_a, flags_b, label = tokens_b, tokens_a, flags_b, flags_a, 1
-                _truncate_pair(tokens_a, tokens_b, flags_a, flags_b, max_tokens, rng)
-                if flags is not None:  # a segment cut inside a word starts with a word of its own
-                    flags_a[0] = flags_b[0] = 0
-                example = {
-                    "input_ids": [cls_id, *tokens_a, sep_id, *tokens_b, sep_id],
-                    "token_type_ids": [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1),
-                    "next_sentence_label": label,
-                }
-                if flags is not None:
-                    example["word_continuation"] = [0, *flags_a, 0, *flags_b, 0]
-                examples.append(example)
+                examples.append(
+                    _pair_example(
+                        tokens_a, tokens_b, flags_a, flags_b, label,
+                        sentence_task=sentence_task, max_tokens=max_tokens, cls_id=cls_id, sep_id=sep_id, rng=rng,
+                    )
+                )
             chunk, chunk_length = [], 0
         i += 1
     return examples
+
+
+def _segment(sentence_indices: list[int], sentences: list[list[int]], flags: list[list[int]] | None):
+    """The tokens of the document's sentences at ``sentence_indices``, joined, and their flags (``None`` without)."""
+    tokens = [t for s in sentence_indices for t in sentences[s]]
+    segment_flags = [f for s in sentence_indices for f in flags[s]] if flags is not None else None
+    return tokens, segment_flags
+
+
+def _random_segment(source: _DocumentSource, document_index: int, target_length: int, with_flags: bool, rng):
+    """NSP's random B: consecutive sentences of a random other document, from a random one on, until
+    ``target_length`` tokens are reached (or the document ends)."""
+    tokens, flags = [], [] if with_flags else None
+    for _ in range(10):  # BERT: try a few times to draw a document other than this one
+        other = int(rng.integers(len(source)))
+        if other != document_index:
+            break
+    other_sentences, other_flags = source[other]
+    start = int(rng.integers(len(other_sentences)))
+    for j in range(start, len(other_sentences)):
+        tokens.extend(other_sentences[j])
+        if flags is not None:
+            flags.extend(other_flags[j])
+        if len(tokens) >= target_length:
+            break
+    return tokens, flags
+
+
+def _pair_example(
+    tokens_a: list[int],
+    tokens_b: list[int],
+    flags_a: list[int] | None,
+    flags_b: list[int] | None,
+    label: int,
+    *,
+    sentence_task: str,
+    max_tokens: int,
+    cls_id: int,
+    sep_id: int,
+    rng,
+) -> dict:
+    """``[CLS] A [SEP] B [SEP]`` with its segment ids and label: for SOP, A and B swapped half of the time (label 1);
+    truncated to ``max_tokens`` tokens of A and B."""
+    if sentence_task == "sop" and rng.random() < 0.5:
+        tokens_a, tokens_b, flags_a, flags_b, label = tokens_b, tokens_a, flags_b, flags_a, 1
+    _truncate_pair(tokens_a, tokens_b, flags_a, flags_b, max_tokens, rng)
+    if flags_a is not None:  # a segment cut inside a word starts with a word of its own
+        flags_a[0] = flags_b[0] = 0
+    example = {
+        "input_ids": [cls_id, *tokens_a, sep_id, *tokens_b, sep_id],
+        "token_type_ids": [0] * (len(tokens_a) + 2) + [1] * (len(tokens_b) + 1),
+        "next_sentence_label": label,
+    }
+    if flags_a is not None:
+        example["word_continuation"] = [0, *flags_a, 0, *flags_b, 0]
+    return example
 
 
 def _nsp_batch(batch, indices, source, options):
@@ -337,7 +370,8 @@ def create_nsp_examples(
 
 
 def nsp_example_stats(examples: Dataset) -> dict:
-    """Count, label balance (sentence pairs), mean length and corpora of pretraining examples (computed in Arrow, no Python loop)."""
+    """Count, label balance (sentence pairs), mean length and corpora of pretraining examples (computed in Arrow, no
+    Python loop)."""
     import pyarrow.compute as pc
 
     table = examples.with_format("arrow")[:]
@@ -360,7 +394,11 @@ def _pack_batch(batch, options):
     stream = [t for sentences in batch["sentence_ids"] for t in [*(t for s in sentences for t in s), sep_id]]
     columns = {"input_ids": [[cls_id, *stream[i : i + window], sep_id] for i in range(0, len(stream), window)]}
     if with_flags:
-        flags = [f for per_sentence in batch["sentence_word_continuation"] for f in [*(f for s in per_sentence for f in s), 0]]
+        flags = [
+            f
+            for per_sentence in batch["sentence_word_continuation"]
+            for f in [*(f for s in per_sentence for f in s), 0]
+        ]
         # A window cut inside a word starts a word of its own.
         columns["word_continuation"] = [[0, 0, *flags[i + 1 : i + window], 0] for i in range(0, len(flags), window)]
     if "source" in batch:  # batches are cut per corpus (see create_packed_examples): one source per batch

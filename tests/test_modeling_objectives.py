@@ -133,9 +133,9 @@ def test_objectives_reload_as_remote_code_without_glm_hf(tiny_tokenizer, tmp_pat
     glm_hf cannot be imported, with bit-identical outputs."""
     inputs = dict(tiny_tokenizer(TEXTS, padding=True, return_tensors="pt"))
     cases, expected = {}, {}
-    saved = {**{name: (GLMForPreTraining, overrides, "AutoModelForPreTraining") for name, overrides in OBJECTIVES.items()},
-             "mean_pooling": (GLMForSequenceClassification, {"classifier_pooling": "mean"},
-                              "AutoModelForSequenceClassification")}
+    saved = {name: (GLMForPreTraining, overrides, "AutoModelForPreTraining") for name, overrides in OBJECTIVES.items()}
+    saved["mean_pooling"] = (GLMForSequenceClassification, {"classifier_pooling": "mean"},
+                             "AutoModelForSequenceClassification")
     for seed, (name, (model_class, overrides, auto_class)) in enumerate(saved.items()):
         torch.manual_seed(seed)
         model = model_class(_config(tiny_tokenizer, **overrides)).eval()

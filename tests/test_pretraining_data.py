@@ -116,7 +116,10 @@ def test_tokenize_documents_with_jieba_words(tiny_tokenizer):
     import jieba
 
     documents = Dataset.from_dict(
-        {"sentences": [["我们喜欢这家酒店。", "服务很好！"], ["   "], ["中华人民共和国成立了。"]], "source": ["a", "b", "c"]}
+        {
+            "sentences": [["我们喜欢这家酒店。", "服务很好！"], ["   "], ["中华人民共和国成立了。"]],
+            "source": ["a", "b", "c"],
+        }
     )
     tokenized = tokenize_documents(documents, tiny_tokenizer, whole_word_mask=True, load_from_cache_file=False)
     assert len(tokenized) == 2  # the document with nothing to tokenize is dropped

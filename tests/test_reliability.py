@@ -28,8 +28,11 @@ def test_overwrite_refuses_a_folder_with_the_users_files(tmp_path, monkeypatch):
     StageRecords(str(tmp_path)).write("tokenizer", {"status": "complete", "fingerprint": "f"})
     monkeypatch.setattr(main_job, "run_stage", _never_run)
 
-    with pytest.raises(ValueError, match=rf"--overwrite: {re.escape(str(tmp_path))} holds entries this job did not write "
-                                         r"\(data, thesis.tex\); nothing was removed"):
+    with pytest.raises(
+        ValueError,
+        match=rf"--overwrite: {re.escape(str(tmp_path))} holds entries this job did not write "
+        r"\(data, thesis.tex\); nothing was removed",
+    ):
         main_job.main(["--quick", "--overwrite", "--output_dir", str(tmp_path)])
     assert sorted(os.listdir(tmp_path)) == [".stages", "data", "thesis.tex", "tokenizer"]
     assert (tmp_path / "tokenizer" / "tokenizer_config.json").is_file()
@@ -60,8 +63,11 @@ def test_a_stage_folder_the_job_did_not_start_is_kept(tmp_path, capsys):
     _touch(str(users_tokenizer), "[PAD]\n")
     stage = Stage("tokenizer", "test stage", {"vocab_size": 10}, _never_run)
 
-    with pytest.raises(ValueError, match=rf"{re.escape(str(tmp_path / 'tokenizer'))} exists but the job has no record of writing it "
-                                         r"\(.stages/tokenizer.json\); nothing was removed"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(str(tmp_path / 'tokenizer'))} exists but the job has no record of writing it "
+        r"\(.stages/tokenizer.json\); nothing was removed",
+    ):
         run_stage(stage, job_dir, StageRecords(job_dir), {}, 1)
     assert users_tokenizer.read_text(encoding="utf-8") == "[PAD]\n"
 
