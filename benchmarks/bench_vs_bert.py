@@ -734,7 +734,7 @@ def same_function_check(task: str, peer, ours, batch: dict, seed: int = 0) -> fl
 
     RTD samples the replacements: both sides draw them from the same seed (the same draws pick the same tokens from
     the same distribution). Rotary positions: also checked on copies of both models whose query and key weights are
-    scaled x8 (on both sides: still one function) -- at initialisation the attention scores are too small for the
+    scaled x16 (on both sides: still one function) -- at initialisation the attention scores are too small for the
     positions to move the loss beyond the tolerance, so a wrong rotary layout would pass unseen; the larger of the
     two differences is returned.
     """
@@ -752,7 +752,7 @@ def same_function_check(task: str, peer, ours, batch: dict, seed: int = 0) -> fl
                 model = copy.deepcopy(model)
                 for name, parameter in model.named_parameters():
                     if ".attention.self.query." in name or ".attention.self.key." in name:
-                        parameter.mul_(8.0)
+                        parameter.mul_(16.0)
                 sharp.append(float(model(**batch).loss))
             difference = max(difference, abs(sharp[0] - sharp[1]))
         return difference
