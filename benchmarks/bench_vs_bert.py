@@ -1,8 +1,9 @@
-"""GLM vs transformers BERT on the same real batches: speed, useful FLOP/s and peak memory, in one run.
+"""GLM vs transformers BERT (and RoFormer, ELECTRA) on the same real batches: speed, useful FLOP/s and peak memory,
+in one run, for every pretraining objective.
 
-    python benchmarks/bench_vs_bert.py                       # full run, at most ~8 minutes on 2 CPU cores
+    python benchmarks/bench_vs_bert.py                       # full run, ~10-11 minutes on 2 CPU cores
     python benchmarks/bench_vs_bert.py --json bench.json     # also write the results as JSON
-    python benchmarks/bench_vs_bert.py --quick               # smoke run (tiny model, a few batches, < 30 s)
+    python benchmarks/bench_vs_bert.py --quick               # smoke run (tiny model, a few batches, < 40 s)
 
 What is compared
     Peer: transformers ``BertForPreTraining`` / ``BertForSequenceClassification`` (sdpa attention, its default).
@@ -10,6 +11,24 @@ What is compared
     ``sparse_prediction`` for pretraining (as the pretraining recipe runs it), loaded with the *peer's weights* (BERT
     names -> GLM names), so both compute the same function; the run checks it (fp32, dropout off) before timing and
     prints the difference.
+
+    Pretraining objectives (``GLMForPreTraining``'s ``pretraining_objective``; at the study's budget tokens per minute
+    are accuracy, so each keeps the fast path and gets a row). ``pretraining`` is MLM + NSP, at every shape and dtype;
+    the others run at the first shape (``mini``), fp32 only (``--objectives``):
+    - ``mlm_sop`` (MLM + SOP on SOP pairs): peer ``BertForPreTraining`` (the same two heads; SOP's label is its
+      ``next_sentence_label``).
+    - ``mlm`` (MLM alone on packed full windows): peer ``BertForMaskedLM``.
+    - ``mlm_rotary`` (the same, ``position_embedding_type="rotary"``): peer ``RoFormerForMaskedLM`` (eager attention,
+      the only one transformers has for it). RoFormer rotates interleaved pairs of a head's features (2i, 2i+1), GLM
+      rotates halves (i, i + d/2) by the same angles (GPT-NeoX layout): GLM's query and key rows are RoFormer's with
+      each head's even features first, then its odd ones -- the same permutation on both sides of every q.k, so the
+      same function. The check also runs with query/key weights x16 on both sides: at initialisation attention is
+      too flat for a wrong layout to move the loss beyond the tolerance.
+    - ``rtd`` (ELECTRA's replaced-token detection on packed windows, a 1-layer generator as the study runs it): peer
+      ``ElectraForMaskedLM`` (generator) + ``ElectraForPreTraining`` (discriminator) with one shared embedding
+      module and the generator's decoder tied to it (ELECTRA's set-up), replacements sampled from the generator's
+      softmax, loss = generator MLM loss + 50 x discriminator loss -- what GLM computes. The check draws both sides'
+      samples from the same seed.
 
     Same architecture (the named shapes of ``GLMConfig.from_size``: ``mini`` = hidden 256 / 4 layers / 4 heads /
     FFN 1024 with the tokenizer's vocabulary, ``base`` = BERT-base: 768 / 12 / 12 / 3072 with bert-base-chinese's
@@ -20,7 +39,9 @@ Data: "the embedded corpus through our pipeline"
     the embedded documents (``glm_hf.corpora``: People's Daily 1998-01 + the sentiment *train* reviews), NSP sentence
     pairs (``glm_hf.pretraining_data``, max_seq_length 128), masked and dynamically padded by
     ``glm_hf.collator.DataCollatorForPreTraining`` (padding to the longest pair of the batch, exactly the shape
-    transformers' ``DataCollatorForLanguageModeling`` gives -- checked on the first batch). Classification:
+    transformers' ``DataCollatorForLanguageModeling`` gives -- checked on the first batch). SOP pairs the same way;
+    packed windows (``create_packed_examples``: documents joined, cut into [CLS] 126 tokens [SEP]) for mlm and rtd,
+    masked as the pretraining recipe masks for the objective (rtd: every chosen token [MASK]). Classification:
     the sentiment *test* reviews (``glm_hf.sentiment``), truncated to 128 tokens, padded by transformers'
     ``DataCollatorWithPadding``. Every batch is collated once; the very same tensors go to both models.
 
@@ -44,11 +65,14 @@ Definitions
     Useful FLOPs: the matmul FLOPs the function needs, on real tokens only: every layer's Q/K/V, attention output
     and FFN on real tokens, attention scores and weighted sum of each sequence over its own tokens; in the last layer
     only the tokens some output reads ([CLS] and, for MLM, the masked tokens) need queries and feed-forward; the MLM
-    prediction head on masked tokens only; pooler, NSP and classifier on [CLS]. Backward = 2x forward. Embedding
+    prediction head on masked tokens only; pooler, NSP/SOP and classifier on [CLS] (MLM alone and RTD have no pooler:
+    [CLS] is not read); RTD: the generator's layers with its masked tokens read and its MLM head on them, then every
+    discriminator layer and its head on every real token (each is read). Backward = 2x forward. Embedding
     lookups, LayerNorm, activations, softmax, dropout, loss and optimizer are not counted. The same count is used for
     both sides (the peer also computes padding and the full-vocabulary decoder: useful to nobody).
     Peer FLOPs: the matmul FLOPs the peer computes (every grid position, padding included, in every layer; the MLM
-    head with its full-vocabulary decoder on every position). The table's "FLOPs x" = peer FLOPs / useful FLOPs: the
+    head with its full-vocabulary decoder on every position; RTD: the generator's too, and the discriminator's head on
+    every position). The table's "FLOPs x" = peer FLOPs / useful FLOPs: the
     speed-up GLM would get at the peer's FLOP/s; beyond it, GLM has to run faster per FLOP than the peer.
     MFU = useful FLOP/s / matmul peak. Matmul peak: the best of ``torch.mm`` and ``F.linear`` on an n x n by n x n
     product (n = 2048, smaller where one product would take over a second) in the same dtype, timed right before and
