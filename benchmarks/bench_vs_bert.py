@@ -1055,8 +1055,11 @@ def run(args: BenchmarkArguments) -> dict:
             budget_left -= time.perf_counter() - section_start
             # This row's MFU is against the peak measured right before and after it: the load drifts during a run.
             row.matmul_peak_flops = (peak_before + peaks.measure(dtype_name)) / 2
+            # MFU in the log too: a run stopped before its report still leaves every finished row's numbers.
             log(f"{shape} {TASK_LABELS[task]} {dtype_name}: peer {row.peer_tokens_per_s:,.0f} tok/s, GLM "
-                f"{row.ours_tokens_per_s:,.0f} tok/s, speed-up {row.speed_ratio:.2f}x "
+                f"{row.ours_tokens_per_s:,.0f} tok/s, speed-up {row.speed_ratio:.2f}x, FLOPs x {row.flops_ratio:.2f}, "
+                f"MFU peer {100 * row.peer_useful_flops_per_s / row.matmul_peak_flops:.1f}% GLM "
+                f"{100 * row.ours_useful_flops_per_s / row.matmul_peak_flops:.1f}% "
                 f"({row.rounds} rounds x {row.batches_per_round} batches, load {row.load_average})")
             rows.append(row)
             del peer, ours
