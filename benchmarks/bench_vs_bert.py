@@ -1,8 +1,9 @@
-"""GLM vs transformers BERT on the same real batches: speed, useful FLOP/s and peak memory, in one run.
+"""GLM vs transformers BERT (and RoFormer, ELECTRA) on the same real batches: speed, useful FLOP/s and peak memory,
+in one run, for every pretraining objective.
 
-    python benchmarks/bench_vs_bert.py                       # full run, at most ~8 minutes on 2 CPU cores
+    python benchmarks/bench_vs_bert.py                       # full run, ~10-11 minutes on 2 CPU cores
     python benchmarks/bench_vs_bert.py --json bench.json     # also write the results as JSON
-    python benchmarks/bench_vs_bert.py --quick               # smoke run (tiny model, a few batches, < 30 s)
+    python benchmarks/bench_vs_bert.py --quick               # smoke run (tiny model, a few batches, < 40 s)
 
 What is compared
     Peer: transformers ``BertForPreTraining`` / ``BertForSequenceClassification`` (sdpa attention, its default).
@@ -10,6 +11,24 @@ What is compared
     ``sparse_prediction`` for pretraining (as the pretraining recipe runs it), loaded with the *peer's weights* (BERT
     names -> GLM names), so both compute the same function; the run checks it (fp32, dropout off) before timing and
     prints the difference.
+
+    Pretraining objectives (``GLMForPreTraining``'s ``pretraining_objective``; at the study's budget tokens per minute
+    are accuracy, so each keeps the fast path and gets a row). ``pretraining`` is MLM + NSP, at every shape and dtype;
+    the others run at the first shape (``mini``), fp32 only (``--objectives``):
+    - ``mlm_sop`` (MLM + SOP on SOP pairs): peer ``BertForPreTraining`` (the same two heads; SOP's label is its
+      ``next_sentence_label``).
+    - ``mlm`` (MLM alone on packed full windows): peer ``BertForMaskedLM``.
+    - ``mlm_rotary`` (the same, ``position_embedding_type="rotary"``): peer ``RoFormerForMaskedLM`` (eager attention,
+      the only one transformers has for it). RoFormer rotates interleaved pairs of a head's features (2i, 2i+1), GLM
+      rotates halves (i, i + d/2) by the same angles (GPT-NeoX layout): GLM's query and key rows are RoFormer's with
+      each head's even features first, then its odd ones -- the same permutation on both sides of every q.k, so the
+      same function. The check also runs with query/key weights x16 on both sides: at initialisation attention is
+      too flat for a wrong layout to move the loss beyond the tolerance.
+    - ``rtd`` (ELECTRA's replaced-token detection on packed windows, a 1-layer generator as the study runs it): peer
+      ``ElectraForMaskedLM`` (generator) + ``ElectraForPreTraining`` (discriminator) with one shared embedding
+      module and the generator's decoder tied to it (ELECTRA's set-up), replacements sampled from the generator's
+      softmax, loss = generator MLM loss + 50 x discriminator loss -- what GLM computes. The check draws both sides'
+      samples from the same seed.
 
     Same architecture (the named shapes of ``GLMConfig.from_size``: ``mini`` = hidden 256 / 4 layers / 4 heads /
     FFN 1024 with the tokenizer's vocabulary, ``base`` = BERT-base: 768 / 12 / 12 / 3072 with bert-base-chinese's
@@ -20,7 +39,9 @@ Data: "the embedded corpus through our pipeline"
     the embedded documents (``glm_hf.corpora``: People's Daily 1998-01 + the sentiment *train* reviews), NSP sentence
     pairs (``glm_hf.pretraining_data``, max_seq_length 128), masked and dynamically padded by
     ``glm_hf.collator.DataCollatorForPreTraining`` (padding to the longest pair of the batch, exactly the shape
-    transformers' ``DataCollatorForLanguageModeling`` gives -- checked on the first batch). Classification:
+    transformers' ``DataCollatorForLanguageModeling`` gives -- checked on the first batch). SOP pairs the same way;
+    packed windows (``create_packed_examples``: documents joined, cut into [CLS] 126 tokens [SEP]) for mlm and rtd,
+    masked as the pretraining recipe masks for the objective (rtd: every chosen token [MASK]). Classification:
     the sentiment *test* reviews (``glm_hf.sentiment``), truncated to 128 tokens, padded by transformers'
     ``DataCollatorWithPadding``. Every batch is collated once; the very same tensors go to both models.
 
@@ -44,11 +65,14 @@ Definitions
     Useful FLOPs: the matmul FLOPs the function needs, on real tokens only: every layer's Q/K/V, attention output
     and FFN on real tokens, attention scores and weighted sum of each sequence over its own tokens; in the last layer
     only the tokens some output reads ([CLS] and, for MLM, the masked tokens) need queries and feed-forward; the MLM
-    prediction head on masked tokens only; pooler, NSP and classifier on [CLS]. Backward = 2x forward. Embedding
+    prediction head on masked tokens only; pooler, NSP/SOP and classifier on [CLS] (MLM alone and RTD have no pooler:
+    [CLS] is not read); RTD: the generator's layers with its masked tokens read and its MLM head on them, then every
+    discriminator layer and its head on every real token (each is read). Backward = 2x forward. Embedding
     lookups, LayerNorm, activations, softmax, dropout, loss and optimizer are not counted. The same count is used for
     both sides (the peer also computes padding and the full-vocabulary decoder: useful to nobody).
     Peer FLOPs: the matmul FLOPs the peer computes (every grid position, padding included, in every layer; the MLM
-    head with its full-vocabulary decoder on every position). The table's "FLOPs x" = peer FLOPs / useful FLOPs: the
+    head with its full-vocabulary decoder on every position; RTD: the generator's too, and the discriminator's head on
+    every position). The table's "FLOPs x" = peer FLOPs / useful FLOPs: the
     speed-up GLM would get at the peer's FLOP/s; beyond it, GLM has to run faster per FLOP than the peer.
     MFU = useful FLOP/s / matmul peak. Matmul peak: the best of ``torch.mm`` and ``F.linear`` on an n x n by n x n
     product (n = 2048, smaller where one product would take over a second) in the same dtype, timed right before and
@@ -65,6 +89,7 @@ Definitions
 """
 
 import contextlib
+import copy
 import gc
 import json
 import os
@@ -89,7 +114,28 @@ import torch.nn.functional as F  # noqa: E402
 
 SHAPES = ("tiny", "mini", "base")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-TASKS = ("pretraining", "inference")
+TASKS = ("pretraining", "inference")  # every shape and dtype; "pretraining" is MLM + NSP
+# Every pretraining row: GLMForPreTraining's objective (and config extras), the examples it trains on and its peer.
+# The rows other than "pretraining" (OBJECTIVE_TASKS) run at the first shape, in fp32 only.
+PRETRAINING_TASKS = {
+    "pretraining": dict(objective="mlm_nsp", examples="nsp", config={},
+                        peer="BertForPreTraining (MLM + NSP heads)"),
+    "mlm_sop": dict(objective="mlm_sop", examples="sop", config={},
+                    peer="BertForPreTraining (the same two heads; SOP labels in next_sentence_label)"),
+    "mlm": dict(objective="mlm", examples="packed", config={}, peer="BertForMaskedLM"),
+    "mlm_rotary": dict(objective="mlm", examples="packed", config={"position_embedding_type": "rotary"},
+                       peer="RoFormerForMaskedLM (eager attention: transformers has no sdpa for it), query/key rows "
+                            "permuted per head (interleaved pairs -> halves)"),
+    "rtd": dict(objective="rtd", examples="packed", config={"generator_num_hidden_layers": 1, "rtd_loss_weight": 50.0},
+                peer="ElectraForMaskedLM (1-layer generator) + ElectraForPreTraining, embeddings shared, "
+                     "generator loss + 50 x discriminator loss"),
+}
+OBJECTIVE_TASKS = tuple(task for task in PRETRAINING_TASKS if task != "pretraining")
+TASK_LABELS = {"pretraining": "mlm_nsp", "mlm_sop": "mlm_sop", "mlm": "mlm packed", "mlm_rotary": "mlm rotary",
+               "rtd": "rtd packed", "inference": "inference"}
+EXAMPLES = {"nsp": "NSP sentence pairs", "sop": "SOP sentence pairs",
+            "packed": "packed full windows ([CLS] text [SEP], documents joined)"}
+OBJECTIVE_WEIGHT = 1.5  # share of the time budget of each objective row (SECTION_WEIGHTS for the others)
 BERT_BASE_CHINESE_VOCAB = 21128
 MEMORY_WORKER = "memory-worker"
 # Share of the time budget per row: (first shape?, task, first dtype?) -> weight.
@@ -106,6 +152,11 @@ class BenchmarkArguments:
     json: str | None = field(default=None, metadata={"help": "Write the results to this JSON file."})
     quick: bool = field(default=False, metadata={"help": "Smoke run: tiny model, few batches, no bf16 budget check."})
     shapes: str = field(default="mini,base", metadata={"help": f"Comma-separated model shapes from {SHAPES}."})
+    objectives: str = field(
+        default=",".join(OBJECTIVE_TASKS),
+        metadata={"help": f"Comma-separated pretraining rows besides MLM + NSP, from {OBJECTIVE_TASKS} (first shape, "
+                  "fp32 only; empty: none)."},
+    )
     dtypes: str = field(default="fp32,bf16", metadata={"help": "Comma-separated dtypes from fp32, bf16."})
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "A tokenizer folder; default: train one on the embedded corpus."}
@@ -119,7 +170,7 @@ class BenchmarkArguments:
     rounds: int = field(default=3, metadata={"help": "Timed rounds per row (fewer if the time budget says so)."})
     batches_per_round: int = field(default=3, metadata={"help": "Batches per round (at most 2 at the base shape)."})
     time_budget: float = field(
-        default=360.0,
+        default=480.0,
         metadata={"help": "Seconds for all timed rows; a row that would not fit is shortened, or skipped if even "
                   "one warm-up step would not fit (the table says so)."},
     )
@@ -130,6 +181,10 @@ class BenchmarkArguments:
     def __post_init__(self):
         self.shape_list = [s.strip() for s in self.shapes.split(",") if s.strip()]
         self.dtype_list = [d.strip() for d in self.dtypes.split(",") if d.strip()]
+        self.objective_list = [o.strip() for o in self.objectives.split(",") if o.strip()]
+        for objective in self.objective_list:
+            if objective not in OBJECTIVE_TASKS:
+                raise ValueError(f"objectives: each must be one of {OBJECTIVE_TASKS}, got {objective!r}")
         for shape in self.shape_list:
             if shape not in SHAPES:
                 raise ValueError(f"shapes: each must be one of {SHAPES}, got {shape!r}")
@@ -200,33 +255,60 @@ def quick_documents(count: int = 150):
     return Dataset.from_dict({"sentences": sentences, "source": sources}, features=DOCUMENT_FEATURES)
 
 
-def pretraining_batches(args: BenchmarkArguments, tokenizer, batch_size: int, count: int) -> list[dict]:
-    """NSP pairs of the embedded corpus, masked and padded by the pipeline's collator, collated once."""
+_TOKENIZED: dict = {}
+
+
+def tokenized_documents(args: BenchmarkArguments, tokenizer):
+    """The embedded documents (--quick: a few of them) tokenized by the pipeline; once per run and tokenizer."""
+    from glm_hf.corpora import load_documents
+    from glm_hf.pretraining_data import tokenize_documents
+
+    key = (id(tokenizer), args.quick)
+    if key not in _TOKENIZED:
+        if args.quick:
+            documents = quick_documents()
+        else:
+            documents = load_documents(dataset_name="embedded", validation_split_percentage=0)["train"]
+        _TOKENIZED[key] = tokenize_documents(documents, tokenizer)
+    return _TOKENIZED[key]
+
+
+def pretraining_batches(
+    args: BenchmarkArguments, tokenizer, batch_size: int, count: int, task: str = "pretraining"
+) -> list[dict]:
+    """The examples of the task's objective (NSP or SOP pairs, or packed windows) from the embedded corpus, masked
+    and padded by the pipeline's collator (as ``glm_hf.pretraining.build_collator`` sets it up for the objective),
+    collated once."""
     from transformers import DataCollatorForLanguageModeling
 
     from glm_hf.collator import DataCollatorForPreTraining
-    from glm_hf.corpora import load_documents
-    from glm_hf.pretraining_data import create_nsp_examples, nsp_example_stats, tokenize_documents
+    from glm_hf.pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats
 
-    if args.quick:
-        documents = quick_documents()
+    spec = PRETRAINING_TASKS[task]
+    tokenized = tokenized_documents(args, tokenizer)
+    if spec["examples"] == "packed":
+        examples = create_packed_examples(tokenized, tokenizer, max_seq_length=args.max_seq_length)
     else:
-        documents = load_documents(dataset_name="embedded", validation_split_percentage=0)["train"]
-    examples = create_nsp_examples(
-        tokenize_documents(documents, tokenizer), tokenizer, max_seq_length=args.max_seq_length, seed=args.seed
-    )
+        examples = create_nsp_examples(tokenized, tokenizer, max_seq_length=args.max_seq_length, seed=args.seed,
+                                       sentence_task=spec["examples"])
     stats = nsp_example_stats(examples)
-    log(f"NSP pairs: {stats['examples']} examples, mean length {stats['mean_length']:.1f} tokens")
+    log(f"{TASK_LABELS[task]}: {EXAMPLES[spec['examples']]}: {stats['examples']} examples, mean length "
+        f"{stats['mean_length']:.1f} tokens")
     needed = batch_size * count
     if len(examples) < needed:
-        raise ValueError(f"the corpus gives {len(examples)} NSP pairs, fewer than the {needed} the benchmark needs")
+        raise ValueError(f"the corpus gives {len(examples)} {EXAMPLES[spec['examples']]}, fewer than the {needed} "
+                         "the benchmark needs")
     examples = examples.shuffle(seed=args.seed).select(range(needed))
-    collator = DataCollatorForPreTraining(tokenizer, seed=args.seed)
+    # RTD: every chosen position becomes [MASK] (the generator fills it), as the pretraining recipe masks for rtd.
+    rtd = spec["objective"] == "rtd"
+    collator = DataCollatorForPreTraining(tokenizer, seed=args.seed, mask_replace_prob=1.0 if rtd else 0.8,
+                                          random_replace_prob=0.0 if rtd else 0.1)
     features = [examples[i] for i in range(needed)]
     batches = [collator(features[k * batch_size : (k + 1) * batch_size]) for k in range(count)]
-    # The peer's standard collator pads a batch to the same shape (its longest pair): check it on the first batch.
+    # The peer's standard collator pads a batch to the same shape (its longest example): check it on the first batch.
+    keys = [key for key in ("input_ids", "token_type_ids") if key in features[0]]
     standard = DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)(
-        [{key: f[key] for key in ("input_ids", "token_type_ids")} for f in features[:batch_size]]
+        [{key: f[key] for key in keys} for f in features[:batch_size]]
     )
     if standard["input_ids"].shape != batches[0]["input_ids"].shape:
         raise AssertionError(
@@ -270,35 +352,142 @@ def architecture(shape: str, vocab_size: int, pad_token_id: int) -> dict:
     return fields
 
 
-def build_models(task: str, fields: dict, seed: int):
-    """The peer and ours with the same weights: (peer, ours)."""
-    from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
+class ElectraReplacedTokenDetection(torch.nn.Module):
+    """The peer of RTD: ELECTRA's pretraining with transformers' two models, as ELECTRA's authors set it up.
 
+    ``ElectraForMaskedLM`` (the generator: ``generator_layers`` layers of the discriminator's width) and
+    ``ElectraForPreTraining`` (the discriminator) share the embeddings (token, position, token type and their
+    LayerNorm: one module) and the generator's decoder is the word embedding matrix. A step: the generator's MLM loss
+    on ``labels`` (its logits on every position, as ``ElectraForMaskedLM`` computes them), one token sampled per
+    labelled position from its softmax, the discriminator's loss on the corrupted input (1 where the sampled token
+    differs from the original; real tokens only), loss = generator loss + ``rtd_loss_weight`` x discriminator loss --
+    what ``GLMForPreTraining(pretraining_objective="rtd")`` computes.
+    """
+
+    def __init__(self, fields: dict, generator_layers: int, rtd_loss_weight: float):
+        from transformers import ElectraConfig, ElectraForMaskedLM, ElectraForPreTraining
+
+        super().__init__()
+        width = {"embedding_size": fields["hidden_size"]}
+        self.discriminator = ElectraForPreTraining(ElectraConfig(**fields, **width))
+        self.generator = ElectraForMaskedLM(ElectraConfig(**{**fields, "num_hidden_layers": generator_layers}, **width))
+        self.generator.electra.embeddings = self.discriminator.electra.embeddings
+        self.generator.generator_lm_head.weight = self.discriminator.electra.embeddings.word_embeddings.weight
+        self.rtd_loss_weight = rtd_loss_weight
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, labels=None):
+        from transformers.utils import ModelOutput
+
+        inputs = dict(attention_mask=attention_mask, token_type_ids=token_type_ids)
+        generated = self.generator(input_ids, labels=labels, **inputs)
+        chosen = labels != -100
+        with torch.no_grad():
+            sampled = torch.multinomial(F.softmax(generated.logits[chosen].detach().float(), dim=-1), 1).squeeze(-1)
+        corrupted = input_ids.masked_scatter(chosen, sampled)
+        replaced = (chosen & (corrupted != labels)).long()
+        discriminated = self.discriminator(corrupted, labels=replaced, **inputs)
+        return ModelOutput(loss=generated.loss + self.rtd_loss_weight * discriminated.loss)
+
+
+def build_peer(task: str, fields: dict):
+    """The transformers model the task's row compares against (random weights)."""
+    from transformers import (
+        BertConfig,
+        BertForMaskedLM,
+        BertForPreTraining,
+        BertForSequenceClassification,
+        RoFormerConfig,
+        RoFormerForMaskedLM,
+    )
+
+    if task == "inference":
+        return BertForSequenceClassification(BertConfig(**fields, num_labels=2))
+    if task in ("pretraining", "mlm_sop"):
+        return BertForPreTraining(BertConfig(**fields))
+    if task == "mlm":
+        return BertForMaskedLM(BertConfig(**fields))
+    if task == "mlm_rotary":
+        return RoFormerForMaskedLM(RoFormerConfig(**fields, embedding_size=fields["hidden_size"]))
+    config = PRETRAINING_TASKS[task]["config"]
+    return ElectraReplacedTokenDetection(fields, config["generator_num_hidden_layers"], config["rtd_loss_weight"])
+
+
+def build_ours(task: str, fields: dict):
+    """GLM for the task: the default config (unpad_inputs), sparse_prediction for pretraining, the task's objective."""
     from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification
+
+    if task == "inference":
+        return GLMForSequenceClassification(GLMConfig(**fields, num_labels=2))
+    spec = PRETRAINING_TASKS[task]
+    return GLMForPreTraining(
+        GLMConfig(**fields, sparse_prediction=True, pretraining_objective=spec["objective"], **spec["config"])
+    )
+
+
+def rotary_layout_index(num_heads: int, head_size: int) -> torch.Tensor:
+    """Row order that turns RoFormer's query/key rows into GLM's: RoFormer rotates interleaved pairs (2i, 2i+1) of a
+    head's features by angle i, GLM rotates halves (i, i + head_size / 2) by the same angle (GPT-NeoX layout). Row
+    ``h * head_size + j`` of GLM's projection is row ``index[h * head_size + j]`` of RoFormer's: per head the even
+    features, then the odd ones. Applied to queries and keys alike, it permutes both sides of every q.k dot product
+    the same way, so attention scores -- and the whole function -- stay the same."""
+    per_head = torch.cat([torch.arange(0, head_size, 2), torch.arange(1, head_size, 2)])
+    return (torch.arange(num_heads)[:, None] * head_size + per_head).reshape(-1)
+
+
+# ELECTRA (the peer of rtd) names -> GLM names, by prefix: the discriminator is GLM's encoder and head, the
+# generator's layers and head are GLM's generator; the generator's embeddings are the discriminator's (tied in both).
+_ELECTRA_PREFIXES = (
+    ("glm.", "discriminator.electra."),
+    ("discriminator.", "discriminator.discriminator_predictions."),
+    ("generator.", "generator.electra."),
+    ("generator_head.transform.", "generator.generator_predictions."),
+    ("generator_head.decoder.", "generator.generator_lm_head."),
+)
+
+
+def peer_weights_for_ours(task: str, peer, ours) -> dict:
+    """The peer's weights under GLM's names (and layout), for ``ours.load_state_dict(..., strict=True)``."""
     from glm_hf.convert_bert import rename_bert_state_dict  # the converter's renaming: one mapping of names
 
+    peer_state = peer.state_dict()
+    if task == "rtd":
+        mapped = {}
+        for key, value in ours.state_dict().items():
+            if key == "generator_token_probabilities":  # the generator network replaces it: unused
+                mapped[key] = value
+                continue
+            source = next(peer_prefix + key[len(prefix):] for prefix, peer_prefix in _ELECTRA_PREFIXES
+                          if key.startswith(prefix))
+            if peer_state[source].shape != value.shape:
+                raise AssertionError(f"{source} {tuple(peer_state[source].shape)} -> {key} {tuple(value.shape)}")
+            mapped[key] = peer_state[source]
+        return mapped
+    if task == "mlm_rotary":
+        # RoFormer: BERT's names under "roformer."; its sinusoidal table is recomputed by GLM (not a weight).
+        peer_state = {("bert." + key[len("roformer."):] if key.startswith("roformer.") else key): value
+                      for key, value in peer_state.items() if not key.endswith("embed_positions.weight")}
+    mapped = rename_bert_state_dict(peer_state, bare_encoder=False)[0]
+    if task == "mlm_rotary":
+        config = ours.config
+        index = rotary_layout_index(config.num_attention_heads, config.hidden_size // config.num_attention_heads)
+        for key in mapped:
+            if key.endswith(("attention.self.query.weight", "attention.self.query.bias",
+                             "attention.self.key.weight", "attention.self.key.bias")):
+                mapped[key] = mapped[key][index]
+    return mapped
+
+
+def build_models(task: str, fields: dict, seed: int):
+    """The peer and ours with the same weights: (peer, ours)."""
     torch.manual_seed(seed)
-    if task == "pretraining":
-        peer = BertForPreTraining(BertConfig(**fields))
-        ours = GLMForPreTraining(GLMConfig(**fields, sparse_prediction=True))
-    else:
-        peer = BertForSequenceClassification(BertConfig(**fields, num_labels=2))
-        ours = GLMForSequenceClassification(GLMConfig(**fields, num_labels=2))
-    ours.load_state_dict(rename_bert_state_dict(peer.state_dict(), bare_encoder=False)[0], strict=True)
+    peer, ours = build_peer(task, fields), build_ours(task, fields)
+    ours.load_state_dict(peer_weights_for_ours(task, peer, ours), strict=True)
     ours.tie_weights()
     return peer, ours
 
 
 def build_model(side: str, task: str, fields: dict):
-    from transformers import BertConfig, BertForPreTraining, BertForSequenceClassification
-
-    from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification
-
-    if side == "peer":
-        config = BertConfig(**fields, num_labels=2)
-        return (BertForPreTraining if task == "pretraining" else BertForSequenceClassification)(config)
-    config = GLMConfig(**fields, num_labels=2, sparse_prediction=task == "pretraining")
-    return (GLMForPreTraining if task == "pretraining" else GLMForSequenceClassification)(config)
+    return build_peer(task, fields) if side == "peer" else build_ours(task, fields)
 
 
 def trainer_optimizer(model, workdir: str):
@@ -335,35 +524,56 @@ def real_tokens(batch: dict) -> int:
     return int(batch["attention_mask"].sum())
 
 
-def useful_flops(batch: dict, fields: dict, task: str) -> float:
-    """Matmul FLOPs the function needs on the real tokens (see the module docstring); training = 3x forward."""
-    hidden, ffn, layers = fields["hidden_size"], fields["intermediate_size"], fields["num_hidden_layers"]
-    vocab = fields["vocab_size"]
-    lengths = batch["attention_mask"].sum(1).tolist()
+def _encoder_flops(lengths: list[int], queries: list[int], hidden: int, ffn: int, layers: int) -> float:
+    """Forward matmul FLOPs of ``layers`` layers on sequences of ``lengths`` real tokens, the last layer running its
+    queries, attention output and feed-forward for ``queries[i]`` tokens of sequence i only."""
     tokens = sum(lengths)
     per_token_layer = 2 * (4 * hidden * hidden + 2 * hidden * ffn)
     attention = 4 * hidden * sum(n * n for n in lengths)
-    if task == "pretraining":
-        masked = (batch["labels"] != -100).sum(1).tolist()
-        queries = [m + 1 for m in masked]  # the masked tokens and [CLS] (never masked)
-    else:
-        masked, queries = [0] * len(lengths), [1] * len(lengths)
     last_layer = (
         tokens * 2 * (2 * hidden * hidden)  # keys and values of every token
         + sum(queries) * 2 * (2 * hidden * hidden + 2 * hidden * ffn)  # query, attention output, feed-forward
         + 4 * hidden * sum(q * n for q, n in zip(queries, lengths))
     )
-    forward = (layers - 1) * (tokens * per_token_layer + attention) + last_layer
-    forward += len(lengths) * 2 * (hidden * hidden + 2 * hidden)  # pooler + NSP / classifier
-    if task == "pretraining":
-        forward += sum(masked) * 2 * (hidden * hidden + hidden * vocab)  # MLM transform + decoder
-        return 3.0 * forward
-    return float(forward)
+    return (layers - 1) * (tokens * per_token_layer + attention) + last_layer
+
+
+def useful_flops(batch: dict, fields: dict, task: str) -> float:
+    """Matmul FLOPs the function needs on the real tokens (see the module docstring); training = 3x forward.
+
+    Per objective: MLM + NSP/SOP: [CLS] and the masked tokens are read (pooler and pair head on [CLS], MLM head on
+    the masked tokens); MLM alone (absolute or rotary positions: rotation is no matmul): the masked tokens only;
+    RTD: the generator's layers with the masked tokens read (MLM head on them), then the discriminator's layers and
+    head on every real token (every one is read).
+    """
+    hidden, ffn, layers = fields["hidden_size"], fields["intermediate_size"], fields["num_hidden_layers"]
+    vocab = fields["vocab_size"]
+    lengths = batch["attention_mask"].sum(1).tolist()
+    if task == "inference":
+        forward = _encoder_flops(lengths, [1] * len(lengths), hidden, ffn, layers)
+        return float(forward + len(lengths) * 2 * (hidden * hidden + 2 * hidden))  # pooler + classifier
+    spec = PRETRAINING_TASKS[task]
+    masked = (batch["labels"] != -100).sum(1).tolist()
+    mlm_head = sum(masked) * 2 * (hidden * hidden + hidden * vocab)  # MLM transform + decoder
+    if spec["objective"] in ("mlm_nsp", "mlm_sop"):
+        queries = [m + 1 for m in masked]  # the masked tokens and [CLS] (never masked)
+        forward = _encoder_flops(lengths, queries, hidden, ffn, layers)
+        forward += len(lengths) * 2 * (hidden * hidden + 2 * hidden)  # pooler + NSP / SOP
+        forward += mlm_head
+    elif spec["objective"] == "mlm":
+        forward = _encoder_flops(lengths, masked, hidden, ffn, layers) + mlm_head
+    else:  # rtd
+        generator_layers = spec["config"]["generator_num_hidden_layers"]
+        forward = _encoder_flops(lengths, masked, hidden, ffn, generator_layers) + mlm_head
+        forward += _encoder_flops(lengths, lengths, hidden, ffn, layers)
+        forward += sum(lengths) * 2 * (hidden * hidden + hidden)  # discriminator head on every real token
+    return 3.0 * forward
 
 
 def peer_flops(batch: dict, fields: dict, task: str) -> float:
     """Matmul FLOPs the peer computes: every layer on every grid position (padding too), attention over the padded
-    grid, the MLM head (transform + full-vocabulary decoder) on every position; training = 3x forward.
+    grid, the MLM head (transform + full-vocabulary decoder) on every position (RTD: the generator's; the
+    discriminator's head on every position too); training = 3x forward.
 
     ``peer_flops / useful_flops`` is the speed-up GLM would get at the peer's efficiency per FLOP: the bound on the
     speed-up from doing less work alone (beyond it, GLM must run its matmuls faster per FLOP than the peer).
@@ -372,12 +582,24 @@ def peer_flops(batch: dict, fields: dict, task: str) -> float:
     vocab = fields["vocab_size"]
     batch_size, seq_len = batch["attention_mask"].shape
     positions = batch_size * seq_len
-    forward = layers * (positions * 2 * (4 * hidden * hidden + 2 * hidden * ffn) + 4 * hidden * batch_size * seq_len**2)
-    forward += batch_size * 2 * (hidden * hidden + 2 * hidden)  # pooler + NSP / classifier
-    if task == "pretraining":
-        forward += positions * 2 * (hidden * hidden + hidden * vocab)  # MLM transform + decoder on every position
-        return 3.0 * forward
-    return float(forward)
+
+    def encoder(num_layers):
+        return num_layers * (positions * 2 * (4 * hidden * hidden + 2 * hidden * ffn)
+                             + 4 * hidden * batch_size * seq_len**2)
+
+    mlm_head = positions * 2 * (hidden * hidden + hidden * vocab)  # MLM transform + decoder on every position
+    pooler = batch_size * 2 * (hidden * hidden + 2 * hidden)  # pooler + NSP / SOP / classifier
+    if task == "inference":
+        return float(encoder(layers) + pooler)
+    spec = PRETRAINING_TASKS[task]
+    if spec["objective"] in ("mlm_nsp", "mlm_sop"):
+        forward = encoder(layers) + pooler + mlm_head
+    elif spec["objective"] == "mlm":
+        forward = encoder(layers) + mlm_head
+    else:  # rtd: generator (every position, full decoder) + discriminator (every position, its head)
+        forward = encoder(spec["config"]["generator_num_hidden_layers"]) + mlm_head
+        forward += encoder(layers) + positions * 2 * (hidden * hidden + hidden)
+    return 3.0 * forward
 
 
 def _seconds(operation) -> float:
@@ -438,6 +660,8 @@ class Row:
     task: str
     dtype: str
     status: str = "ok"  # or why the row was skipped
+    objective: str | None = None  # GLMForPreTraining's pretraining_objective (None: classification inference)
+    peer: str = ""  # the transformers model (or set-up) the row compares against
     slow_dtype: bool = False  # bf16 without hardware support: no warm-up, one batch, no memory measurement
     warmup_seconds: float | None = None
     rounds: int = 0
@@ -470,7 +694,7 @@ def time_row(
     timed too (for bf16 without hardware support, whose one-time costs recur with every new batch shape anyway)."""
     dtype = DTYPES[row.dtype]
     load_start = os.getloadavg()[0]
-    if row.task == "pretraining":
+    if row.task in PRETRAINING_TASKS:
         optimizers = {"peer": trainer_optimizer(peer, workdir)[0], "ours": trainer_optimizer(ours, workdir)[0]}
 
         def step(side, model, batch):
@@ -529,13 +753,33 @@ def time_row(
     row.load_average = (round(load_start, 2), round(os.getloadavg()[0], 2))
 
 
-def same_function_check(task: str, peer, ours, batch: dict) -> float:
-    """fp32, dropout off: |loss difference| (pretraining) or max |logit difference| (classification)."""
+def same_function_check(task: str, peer, ours, batch: dict, seed: int = 0) -> float:
+    """fp32, dropout off: |loss difference| (pretraining) or max |logit difference| (classification).
+
+    RTD samples the replacements: both sides draw them from the same seed (the same draws pick the same tokens from
+    the same distribution). Rotary positions: also checked on copies of both models whose query and key weights are
+    scaled x16 (on both sides: still one function) -- at initialisation the attention scores are too small for the
+    positions to move the loss beyond the tolerance, so a wrong rotary layout would pass unseen; the larger of the
+    two differences is returned.
+    """
     peer.eval(), ours.eval()
     with torch.no_grad():
-        if task == "pretraining":
-            return abs(float(peer(**batch).loss) - float(ours(**batch).loss))
-        return float((peer(**batch).logits - ours(**batch).logits).abs().max())
+        if task == "inference":
+            return float((peer(**batch).logits - ours(**batch).logits).abs().max())
+        torch.manual_seed(seed)
+        peer_loss = float(peer(**batch).loss)
+        torch.manual_seed(seed)
+        difference = abs(peer_loss - float(ours(**batch).loss))
+        if task == "mlm_rotary":
+            sharp = []
+            for model in (peer, ours):
+                model = copy.deepcopy(model)
+                for name, parameter in model.named_parameters():
+                    if ".attention.self.query." in name or ".attention.self.key." in name:
+                        parameter.mul_(16.0)
+                sharp.append(float(model(**batch).loss))
+            difference = max(difference, abs(sharp[0] - sharp[1]))
+        return difference
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -557,7 +801,14 @@ def memory_worker(spec_path: str) -> int:
         spec = json.load(f)
     torch.set_num_threads(spec["threads"])
     data = torch.load(spec["batches_path"], weights_only=True)
-    from transformers import BertForPreTraining  # noqa: F401
+    # Every model class a row builds, imported before the baseline (like torch): module code is no row's memory.
+    from transformers import (  # noqa: F401
+        BertForMaskedLM,
+        BertForPreTraining,
+        ElectraForMaskedLM,
+        ElectraForPreTraining,
+        RoFormerForMaskedLM,
+    )
 
     import glm_hf  # noqa: F401  (imported before the baseline, like torch and transformers)
 
@@ -574,7 +825,7 @@ def memory_worker(spec_path: str) -> int:
         model = build_model(spec["side"], job["task"], job["fields"])
         batch = data[job["batches_key"]]
         dtype = DTYPES[job["dtype"]]
-        if job["task"] == "pretraining":
+        if job["task"] in PRETRAINING_TASKS:
             optimizer = optimizer_cls(model.parameters(), **spec["optimizer"]["kwargs"])
             # A first step (on the smallest batch) allocates the optimizer state; the largest then runs with it.
             pretraining_step(model, optimizer, data[job["batches_key"] + "/smallest"], dtype)
@@ -633,16 +884,17 @@ def _fmt(value, spec: str, suffix: str = "") -> str:
 
 def format_table(rows: list[Row]) -> str:
     header = (
-        f"{'shape':<6} {'task':<12} {'dtype':<5} {'BERT tok/s':>10} {'GLM tok/s':>10} {'speed-up':>8} "
-        f"{'FLOPs x':>7} {'BERT MFU':>8} {'GLM MFU':>8} {'BERT MB':>8} {'GLM MB':>8} {'steps':>6}"
+        f"{'shape':<6} {'task':<12} {'dtype':<5} {'peer tok/s':>10} {'GLM tok/s':>10} {'speed-up':>8} "
+        f"{'FLOPs x':>7} {'peer MFU':>8} {'GLM MFU':>8} {'peer MB':>8} {'GLM MB':>8} {'steps':>6}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
+        label = TASK_LABELS[r.task]
         if r.status != "ok":
-            lines.append(f"{r.shape:<6} {r.task:<12} {r.dtype:<5} skipped: {r.status}")
+            lines.append(f"{r.shape:<6} {label:<12} {r.dtype:<5} skipped: {r.status}")
             continue
         lines.append(
-            f"{r.shape:<6} {r.task:<12} {r.dtype:<5} {_fmt(r.peer_tokens_per_s, ',.0f'):>10} "
+            f"{r.shape:<6} {label:<12} {r.dtype:<5} {_fmt(r.peer_tokens_per_s, ',.0f'):>10} "
             f"{_fmt(r.ours_tokens_per_s, ',.0f'):>10} {_fmt(r.speed_ratio, '.2f', 'x'):>8} "
             f"{_fmt(r.flops_ratio, '.2f', 'x'):>7} "
             f"{_fmt(None if r.peer_mfu is None else 100 * r.peer_mfu, '.1f', '%'):>8} "
@@ -650,6 +902,17 @@ def format_table(rows: list[Row]) -> str:
             f"{_fmt(r.peer_peak_memory_mb, ',.0f'):>8} {_fmt(r.ours_peak_memory_mb, ',.0f'):>8} "
             f"{r.rounds}x{r.batches_per_round:>3}"
         )
+    lines.append("Tasks (GLM: GLMForPreTraining with that objective, sparse_prediction; the peer: transformers, same "
+                 "weights):")
+    for task in dict.fromkeys(r.task for r in rows):
+        if task == "inference":
+            what = "sentiment test reviews; peer BertForSequenceClassification"
+        else:
+            spec = PRETRAINING_TASKS[task]
+            extra = "".join(f", {k}={v}" for k, v in spec["config"].items())
+            what = (f"objective {spec['objective']}{extra}, on {EXAMPLES[spec['examples']]}; "
+                    f"peer {spec['peer']}")
+        lines.append(f"  {TASK_LABELS[task]:<12} {what}")
     return "\n".join(lines)
 
 
@@ -704,21 +967,35 @@ def run(args: BenchmarkArguments) -> dict:
             inf_size = args.base_inference_batch_size if shape == "base" else args.inference_batch_size
             log(f"{shape}: collating {per_round + 1} pretraining batches of {pt_size} and {per_round + 1} "
                 f"classification batches of {inf_size}")
-            for task, make, size in (("pretraining", pretraining_batches, pt_size),
-                                     ("inference", classification_batches, inf_size)):
-                batches = make(args, tokenizer, size, per_round + 1)
+            jobs = [("pretraining", pretraining_batches, pt_size), ("inference", classification_batches, inf_size)]
+            if shape == args.shape_list[0] and "fp32" in args.dtype_list:
+                jobs[1:1] = [(task, pretraining_batches, pt_size) for task in args.objective_list]
+            for task, make, size in jobs:
+                if make is pretraining_batches:
+                    batches = make(args, tokenizer, size, per_round + 1, task=task)
+                else:
+                    batches = make(args, tokenizer, size, per_round + 1)
                 batches.sort(key=real_tokens)  # the smallest one warms up
                 data[(shape, task)] = [batches[0]] + batches[1:]
 
         rows: list[Row] = []
         checks = {}
         # fp32 rows first (the headline on CPUs without fast bf16), the first shape first; weights share the budget.
-        sections = [(s, t, d) for d in args.dtype_list for s in args.shape_list for t in TASKS]
-        weights = [SECTION_WEIGHTS[(s == args.shape_list[0], t, d == args.dtype_list[0])] for s, t, d in sections]
+        # The objective rows (first shape, fp32 only) follow the MLM + NSP row.
+        sections = []
+        for d in args.dtype_list:
+            for s in args.shape_list:
+                extra = list(args.objective_list) if (s == args.shape_list[0] and d == "fp32") else []
+                sections += [(s, t, d) for t in (TASKS[0], *extra, *TASKS[1:])]
+        weights = [SECTION_WEIGHTS[(s == args.shape_list[0], t, d == args.dtype_list[0])] if t in TASKS
+                   else OBJECTIVE_WEIGHT for s, t, d in sections]
         budget_left = args.time_budget
         for index, (shape, task, dtype_name) in enumerate(sections):
             fields = architecture(shape, len(tokenizer), tokenizer.pad_token_id)
-            row = Row(shape, task, dtype_name, rounds=args.rounds)
+            row = Row(shape, task, dtype_name, rounds=args.rounds,
+                      objective=PRETRAINING_TASKS[task]["objective"] if task in PRETRAINING_TASKS else None,
+                      peer=PRETRAINING_TASKS[task]["peer"] if task in PRETRAINING_TASKS
+                      else "BertForSequenceClassification")
             batches = data[(shape, task)]
             share = budget_left * weights[index] / sum(weights[index:])
             # The warm-up steps (one per side) must fit: estimated from the same row in fp32 when it ran (scaled by
@@ -732,6 +1009,8 @@ def run(args: BenchmarkArguments) -> dict:
                             None)
             # The least this row costs: the warm-up pair and one timed pair.
             measured = [r for r in rows if (r.task, r.dtype, r.status) == (task, dtype_name, "ok")]
+            nsp_row = next((r for r in rows if (r.shape, r.task, r.dtype, r.status) == (shape, "pretraining",
+                                                                                        dtype_name, "ok")), None)
             if fp32_row is not None and dtype_name != "fp32":
                 # The same row in fp32, scaled by the two matmul peaks, x3 for bf16's per-shape set-up.
                 pair = statistics.median(p + o for p, o in zip(fp32_row.peer_step_seconds, fp32_row.ours_step_seconds))
@@ -741,6 +1020,13 @@ def run(args: BenchmarkArguments) -> dict:
                     measured[0].rounds * measured[0].useful_flops_per_round
                 )
                 estimate = sum(useful_flops(b, fields, task) for b in batches[:2]) * seconds_per_flop
+            elif task in OBJECTIVE_TASKS and nsp_row is not None:
+                # The MLM + NSP row's seconds per FLOP computed (useful FLOPs for GLM, the peer's for the peer).
+                seconds_per_flop = (sum(nsp_row.peer_step_seconds) + sum(nsp_row.ours_step_seconds)) / (
+                    nsp_row.rounds * (nsp_row.useful_flops_per_round + nsp_row.peer_flops_per_round)
+                )
+                estimate = seconds_per_flop * sum(useful_flops(b, fields, task) + peer_flops(b, fields, task)
+                                                  for b in batches[:2])
             else:  # the useful FLOPs (x3.5 for the peer's padding and full decoder) at 30% of the peak
                 estimate = 2 * 3.5 * useful_flops(batches[0], fields, task) / (0.3 * peak)
             reason = None
@@ -754,14 +1040,14 @@ def run(args: BenchmarkArguments) -> dict:
                           f"more than this row's {share:.0f} s of --time_budget")
             if reason:
                 row.status = reason
-                log(f"{shape} {task} {dtype_name}: skipped: {reason}")
+                log(f"{shape} {TASK_LABELS[task]} {dtype_name}: skipped: {reason}")
                 rows.append(row)
                 continue
             peer, ours = build_models(task, fields, args.seed)
             if dtype_name == "fp32" and (shape, task) not in checks:
-                checks[(shape, task)] = same_function_check(task, peer, ours, batches[-1])
-                log(f"{shape} {task}: same weights, fp32, dropout off: "
-                    f"{'|loss BERT - loss GLM|' if task == 'pretraining' else 'max |logits BERT - logits GLM|'}"
+                checks[(shape, task)] = same_function_check(task, peer, ours, batches[-1], args.seed)
+                log(f"{shape} {TASK_LABELS[task]}: same weights, fp32, dropout off: "
+                    f"{'max |logits peer - logits GLM|' if task == 'inference' else '|loss peer - loss GLM|'}"
                     f" = {checks[(shape, task)]:.2e}")
             section_start = time.perf_counter()
             time_row(row, peer, ours, batches, fields, share, workdir, warm_up=not slow_dtype)
@@ -769,8 +1055,11 @@ def run(args: BenchmarkArguments) -> dict:
             budget_left -= time.perf_counter() - section_start
             # This row's MFU is against the peak measured right before and after it: the load drifts during a run.
             row.matmul_peak_flops = (peak_before + peaks.measure(dtype_name)) / 2
-            log(f"{shape} {task} {dtype_name}: BERT {row.peer_tokens_per_s:,.0f} tok/s, GLM "
-                f"{row.ours_tokens_per_s:,.0f} tok/s, speed-up {row.speed_ratio:.2f}x "
+            # MFU in the log too: a run stopped before its report still leaves every finished row's numbers.
+            log(f"{shape} {TASK_LABELS[task]} {dtype_name}: peer {row.peer_tokens_per_s:,.0f} tok/s, GLM "
+                f"{row.ours_tokens_per_s:,.0f} tok/s, speed-up {row.speed_ratio:.2f}x, FLOPs x {row.flops_ratio:.2f}, "
+                f"MFU peer {100 * row.peer_useful_flops_per_s / row.matmul_peak_flops:.1f}% GLM "
+                f"{100 * row.ours_useful_flops_per_s / row.matmul_peak_flops:.1f}% "
                 f"({row.rounds} rounds x {row.batches_per_round} batches, load {row.load_average})")
             rows.append(row)
             del peer, ours
@@ -840,6 +1129,13 @@ def run(args: BenchmarkArguments) -> dict:
         "matmul_peak_flops": {d: {"median": peaks.peak(d), "samples": peaks.samples[d], "size": peaks.sizes[d],
                                   "operation": peaks.operations[d]} for d in peaks.samples},
         "same_function_check": {f"{s}/{t}": v for (s, t), v in checks.items()},
+        "tasks": {t: {"label": TASK_LABELS[t], **({"objective": PRETRAINING_TASKS[t]["objective"],
+                                                    "examples": EXAMPLES[PRETRAINING_TASKS[t]["examples"]],
+                                                    "config": PRETRAINING_TASKS[t]["config"],
+                                                    "peer": PRETRAINING_TASKS[t]["peer"]}
+                                                   if t in PRETRAINING_TASKS else
+                                                   {"peer": "BertForSequenceClassification"})}
+                  for t in dict.fromkeys(r.task for r in rows)},
         "rows": [asdict(r) for r in rows],
         "table": table,
         "environment": {**environment, "load_average_end": os.getloadavg(),
@@ -868,8 +1164,8 @@ def run(args: BenchmarkArguments) -> dict:
 
 def print_report(result: dict) -> None:
     print()
-    print("GLM (glm_hf) vs transformers BERT: same batches (embedded corpus through the glm_hf pipeline), same "
-          "architecture and weights, same optimizer")
+    print("GLM (glm_hf) vs transformers (BERT; RoFormer, ELECTRA for rotary MLM, RTD): same batches (embedded corpus "
+          "through the glm_hf pipeline), same architecture and weights, same optimizer")
     print(result["table"])
     head = result["headline"]
     print()
