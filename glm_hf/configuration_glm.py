@@ -20,6 +20,12 @@ def check_model_size(size: str) -> None:
         raise ValueError(f"model_size must be one of {sorted(MODEL_SIZES)}, got {size!r}")
 
 
+def check_choice(name: str, value, allowed) -> None:
+    """The one check of a setting with a fixed set of values: the error names the setting and what is allowed."""
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
 PRETRAINING_OBJECTIVES = ("mlm_nsp", "mlm_sop", "mlm", "rtd")
 CLASSIFIER_POOLING = ("cls", "mean")
 POSITION_EMBEDDING_INITS = ("normal", "sinusoidal")
@@ -145,11 +151,7 @@ class GLMConfig(PreTrainedConfig):
             raise ValueError(f"initializer_range must be > 0, got {self.initializer_range!r}")
         if not self.layer_norm_eps > 0:
             raise ValueError(f"layer_norm_eps must be > 0, got {self.layer_norm_eps!r}")
-        if self.pretraining_objective not in PRETRAINING_OBJECTIVES:
-            raise ValueError(
-                f"pretraining_objective must be one of {list(PRETRAINING_OBJECTIVES)}, "
-                f"got {self.pretraining_objective!r}"
-            )
+        check_choice("pretraining_objective", self.pretraining_objective, PRETRAINING_OBJECTIVES)
         layers = self.generator_num_hidden_layers
         if isinstance(layers, bool) or not isinstance(layers, int) or not 0 <= layers <= self.num_hidden_layers:
             raise ValueError(
@@ -158,20 +160,9 @@ class GLMConfig(PreTrainedConfig):
             )
         if not self.rtd_loss_weight > 0:
             raise ValueError(f"rtd_loss_weight must be > 0, got {self.rtd_loss_weight!r}")
-        if self.classifier_pooling not in CLASSIFIER_POOLING:
-            raise ValueError(
-                f"classifier_pooling must be one of {list(CLASSIFIER_POOLING)}, got {self.classifier_pooling!r}"
-            )
-        if self.position_embedding_init not in POSITION_EMBEDDING_INITS:
-            raise ValueError(
-                f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "
-                f"got {self.position_embedding_init!r}"
-            )
-        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
-            raise ValueError(
-                f"position_embedding_type must be one of {list(POSITION_EMBEDDING_TYPES)}, "
-                f"got {self.position_embedding_type!r}"
-            )
+        check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLING)
+        check_choice("position_embedding_init", self.position_embedding_init, POSITION_EMBEDDING_INITS)
+        check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
         head_size = self.hidden_size // self.num_attention_heads
         if self.position_embedding_type == "rotary" and head_size % 2:
             raise ValueError(

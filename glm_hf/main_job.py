@@ -208,26 +208,13 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
     for name in ("pretrain_dropout", "finetune_dropout"):
         if not 0 <= getattr(settings, name) < 1:
             raise ValueError(f"{name} must be a probability in [0, 1), got {getattr(settings, name)}")
+    from .configuration_glm import CLASSIFIER_POOLING, POSITION_EMBEDDING_INITS, POSITION_EMBEDDING_TYPES, check_choice
     from .pretraining import OBJECTIVES
 
-    if settings.objective not in OBJECTIVES:
-        raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {settings.objective!r}")
-    from .configuration_glm import CLASSIFIER_POOLING, POSITION_EMBEDDING_INITS, POSITION_EMBEDDING_TYPES
-
-    if settings.position_embedding_type not in POSITION_EMBEDDING_TYPES:
-        raise ValueError(
-            f"position_embedding_type must be one of {list(POSITION_EMBEDDING_TYPES)}, "
-            f"got {settings.position_embedding_type!r}"
-        )
-    if settings.position_embedding_init not in POSITION_EMBEDDING_INITS:
-        raise ValueError(
-            f"position_embedding_init must be one of {list(POSITION_EMBEDDING_INITS)}, "
-            f"got {settings.position_embedding_init!r}"
-        )
-    if settings.finetune_pooling not in CLASSIFIER_POOLING:
-        raise ValueError(
-            f"finetune_pooling must be one of {list(CLASSIFIER_POOLING)}, got {settings.finetune_pooling!r}"
-        )
+    check_choice("objective", settings.objective, OBJECTIVES)
+    check_choice("position_embedding_type", settings.position_embedding_type, POSITION_EMBEDDING_TYPES)
+    check_choice("position_embedding_init", settings.position_embedding_init, POSITION_EMBEDDING_INITS)
+    check_choice("finetune_pooling", settings.finetune_pooling, CLASSIFIER_POOLING)
     for name in ("mlm_probability", "mlm_probability_end"):
         value = getattr(settings, name)
         if value is not None and not 0 < value < 1:

@@ -245,12 +245,10 @@ class StudySettings:
         self.budget_list = sorted(set(parse_numbers(self.budgets, int, "budgets", minimum=1)))
         self.seed_list = parse_numbers(self.seeds, int, "seeds")
         self.rate_list = parse_numbers(self.learning_rates, float, "learning_rates")
-        from .configuration_glm import POSITION_EMBEDDING_INITS, POSITION_EMBEDDING_TYPES
+        from .configuration_glm import POSITION_EMBEDDING_INITS, POSITION_EMBEDDING_TYPES, check_choice
 
-        for name, allowed in (("position_embedding_type", POSITION_EMBEDDING_TYPES),
-                              ("position_embedding_init", POSITION_EMBEDDING_INITS)):
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
+        check_choice("position_embedding_init", self.position_embedding_init, POSITION_EMBEDDING_INITS)
 
 
 def parse_numbers(text: str, kind, name: str, minimum: float = 0) -> list:
