@@ -927,7 +927,11 @@ def cpu_description() -> dict:
                 elif line.startswith("model name") and model_name in ("", "x86_64"):
                     model_name = line.split(":", 1)[1].strip()
     bf16_flags = sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile", "avx512f"})
-    return {"model": model_name, "bf16_hardware_flags": bf16_flags, "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    return {
+        "model": model_name,
+        "bf16_hardware_flags": bf16_flags,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
 
 
 def run(args: BenchmarkArguments) -> dict:
@@ -957,7 +961,8 @@ def run(args: BenchmarkArguments) -> dict:
         peaks = PeakMeter()
         for dtype_name in args.dtype_list:
             value = peaks.measure(dtype_name)
-            log(f"matmul peak {dtype_name}: {value / 1e9:.1f} GFLOP/s ({peaks.sizes[dtype_name]}x{peaks.sizes[dtype_name]})")
+            size = peaks.sizes[dtype_name]
+            log(f"matmul peak {dtype_name}: {value / 1e9:.1f} GFLOP/s ({size}x{size})")
 
         # Batches: batches_per_round timed + 1 warm-up (the smallest, first) per task and shape.
         data: dict[tuple[str, str], list[dict]] = {}
@@ -1032,7 +1037,8 @@ def run(args: BenchmarkArguments) -> dict:
             reason = None
             if slow_dtype and not args.quick and shape != args.shape_list[0]:
                 reason = (f"{dtype_name} is slower than fp32 on this CPU (matmul peak {peak / 1e9:.1f} vs "
-                          f"{peaks.peak('fp32') / 1e9:.1f} GFLOP/s: no AMX / AVX512-BF16); timed for the first shape only")
+                          f"{peaks.peak('fp32') / 1e9:.1f} GFLOP/s: no AMX / AVX512-BF16); "
+                          "timed for the first shape only")
             elif not args.quick and budget_left <= 0:
                 reason = "no time left in --time_budget"
             elif not args.quick and estimate > share:
@@ -1191,12 +1197,14 @@ def print_report(result: dict) -> None:
         print(f"WARNING: the 1-minute load average reached {busiest:.1f} on {env['cpus']} CPUs: other processes "
               "shared the cores, which slows every row and squeezes the speed-ups toward 1 (the side doing less work "
               "per kernel loses more to waiting for descheduled threads); rerun on an idle machine.")
-    print(f"{env['threads']} threads (OMP_WAIT_POLICY={env['omp_wait_policy']}), CPU {env['cpu']['model']} ({env['cpu']['cpu_capability']}, bf16 hardware flags: "
+    print(f"{env['threads']} threads (OMP_WAIT_POLICY={env['omp_wait_policy']}), CPU {env['cpu']['model']} "
+          f"({env['cpu']['cpu_capability']}, bf16 hardware flags: "
           f"{', '.join(env['cpu']['bf16_hardware_flags']) or 'none'}); load average {env['load_average_start'][0]:.2f} "
           f"at start, {env['load_average_end'][0]:.2f} at end; {env['seconds']:.0f} s")
     print("tok/s: real (non-pad) tokens per second, median over rounds. FLOPs x: the peer's matmul FLOPs (padding, "
           "full-vocabulary decoder on every position, every query of the last layer) / useful FLOPs -- the speed-up "
-          "GLM gets at BERT's FLOP/s; beyond it GLM must run faster per FLOP than BERT. MFU: useful FLOP/s (real tokens only, MLM "
+          "GLM gets at BERT's FLOP/s; beyond it GLM must run faster per FLOP than BERT. MFU: useful FLOP/s "
+          "(real tokens only, MLM "
           "head on masked tokens only, backward = 2x forward) / matmul peak in the same dtype. MB: peak resident "
           "memory above the pre-model baseline, fresh process per side. steps: rounds x batches per side.")
 

@@ -223,13 +223,16 @@ class StudySettings:
     pretrain_max_seq_length: int = field(default=128, metadata={"help": "Tokens per pretraining example."})
     pretrain_learning_rate: float = field(default=1e-3, metadata={"help": "Peak pretraining learning rate."})
     mlm_probability: float = field(default=0.3, metadata={"help": "Masking (rtd: replacement) rate."})
-    corpus_weights: str | None = field(default="reviews=1,peoples_daily=0", metadata={"help": "Pretraining corpus weights (see pretrain)."})
+    corpus_weights: str | None = field(
+        default="reviews=1,peoples_daily=0", metadata={"help": "Pretraining corpus weights (see pretrain)."}
+    )
     generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)."})
     position_embedding_type: str = field(
         default="rotary", metadata={"help": "How every model encodes positions: rotary or absolute (a learned table)."}
     )
     position_embedding_init: str = field(
-        default="sinusoidal", metadata={"help": "absolute: how new models' position tables start: normal or sinusoidal."}
+        default="sinusoidal",
+        metadata={"help": "absolute: how new models' position tables start: normal or sinusoidal."},
     )
     finetune_steps: int = field(default=440, metadata={"help": "Fine-tuning steps (one epoch at batch 32)."})
     finetune_pooling: str = field(default="cls", metadata={"help": "Classifier pooling: cls or mean."})
@@ -241,7 +244,9 @@ class StudySettings:
         self.objective_list = [name.strip() for name in self.objectives.split(",") if name.strip()]
         unknown = [name for name in self.objective_list if name not in OBJECTIVES]
         if unknown or not self.objective_list:
-            raise ValueError(f"objectives must be a comma-separated subset of {list(OBJECTIVES)}, got {self.objectives!r}")
+            raise ValueError(
+                f"objectives must be a comma-separated subset of {list(OBJECTIVES)}, got {self.objectives!r}"
+            )
         self.budget_list = sorted(set(parse_numbers(self.budgets, int, "budgets", minimum=1)))
         self.seed_list = parse_numbers(self.seeds, int, "seeds")
         self.rate_list = parse_numbers(self.learning_rates, float, "learning_rates")
@@ -311,7 +316,9 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
                   f",position_embedding_init={settings.position_embedding_init}")
     if objective == "rtd":
         overrides += f",generator_num_hidden_layers={settings.generator_num_hidden_layers}"
-    model_args = ModelArguments(model_size=settings.model_size, tokenizer_name=tokenizer_dir, config_overrides=overrides)
+    model_args = ModelArguments(
+        model_size=settings.model_size, tokenizer_name=tokenizer_dir, config_overrides=overrides
+    )
     data_args = DataTrainingArguments(
         dataset_name="embedded",
         objective=objective,
@@ -458,8 +465,9 @@ def plot_study(results: dict, path: str) -> str:
         rows = sorted((row for row in results["rows"] if row["objective"] == objective), key=lambda row: row["flos"])
         x = [row["flos"] for row in rows]
         mean = [row["test_accuracy"]["mean"] for row in rows]
-        low = [row["test_accuracy"]["mean"] - row["test_accuracy"]["min"] for row in rows]
-        high = [row["test_accuracy"]["max"] - row["test_accuracy"]["mean"] for row in rows]
+        # max(0, ...): with equal seeds the float mean can land a hair outside [min, max]; errorbar refuses that
+        low = [max(0.0, row["test_accuracy"]["mean"] - row["test_accuracy"]["min"]) for row in rows]
+        high = [max(0.0, row["test_accuracy"]["max"] - row["test_accuracy"]["mean"]) for row in rows]
         axes.errorbar(x, mean, yerr=[low, high], marker="o", capsize=3, label=objective)
     random_init = results["random_init"]["test_accuracy"]
     axes.axhline(random_init["mean"], color="black", linestyle="--", label="random init (mean)")
@@ -476,35 +484,42 @@ def plot_study(results: dict, path: str) -> str:
 
 
 def study_table(results: dict) -> str:
-    """The study as a markdown table (README, cards)."""
+    """The study as a markdown table (README, cards); the gain is the row's mean test accuracy minus random init's,
+    in points."""
     lines = [
-        "| objective | pretraining steps | FLOPs | minutes | MLM / RTD acc. | bigram cloze | fine-tuning lr | "
-        "test accuracy (mean ± std, n) | per seed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| objective | pretraining steps | FLOPs | minutes | MLM / RTD acc. | NSP / SOP acc. | bigram cloze | "
+        "fine-tuning lr | test accuracy (mean ± std, n) | gain (points) | per seed |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
+    baseline = results["random_init"]["test_accuracy"]["mean"]
 
     def accuracy(row: dict) -> str:
         stats = row["test_accuracy"]
         per_seed = ", ".join(
-            f"{cell['test']['accuracy']:.4f}" + (" (did not train)" if cell["test"]["macro_f1"] < UNTRAINED_MACRO_F1
-                                                   else "")
+            f"{cell['test']['accuracy']:.4f}"
+            + (" (did not train)" if cell["test"]["macro_f1"] < UNTRAINED_MACRO_F1 else "")
             for cell in row.get("cells", [])
         )
-        return f"{stats['mean']:.4f} ± {stats['std']:.4f} ({stats['n']}) | {per_seed or '-'}"
+        gain = "-" if row is results["random_init"] else f"{100 * (stats['mean'] - baseline):+.1f}"
+        return f"{stats['mean']:.4f} ± {stats['std']:.4f} ({stats['n']}) | {gain} | {per_seed or '-'}"
+
+    def number(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
 
     random_init = results["random_init"]
-    lines.append(f"| random init | 0 | 0 | 0 | - | - | {random_init['learning_rate']:g} | {accuracy(random_init)} |")
+    lines.append(f"| random init | 0 | 0 | 0 | - | - | - | {random_init['learning_rate']:g} | "
+                 f"{accuracy(random_init)} |")
     for row in results["rows"]:
         pretraining = row["pretraining"]
         task = pretraining.get("eval_rtd_accuracy", pretraining.get("eval_mlm_accuracy"))
-        cloze = pretraining.get("eval_bigram_cloze_accuracy")
+        pairs = pretraining.get("eval_sop_accuracy", pretraining.get("eval_nsp_accuracy"))
         lines.append(
-            f"| {row['objective']} | {row['steps']} | {row['flos']:.2e} | {row['minutes']:.1f} | "
-            f"{'-' if task is None else f'{task:.3f}'} | {'-' if cloze is None else f'{cloze:.3f}'} | "
+            f"| {row['objective']} | {row['steps']} | {row['flos']:.2e} | {row['minutes']:.1f} | {number(task)} | "
+            f"{number(pairs)} | {number(pretraining.get('eval_bigram_cloze_accuracy'))} | "
             f"{row['learning_rate']:g} | {accuracy(row)} |"
         )
     lines.append(
-        f"| TF-IDF char 1-3-grams + LR | - | - | - | - | - | - | {results['tfidf']['test_accuracy']:.4f} | - |"
+        f"| TF-IDF char 1-3-grams + LR | - | - | - | - | - | - | - | {results['tfidf']['test_accuracy']:.4f} | - | - |"
     )
     return "\n".join(lines)
 
@@ -521,5 +536,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.WARNING)
     results = run_study(settings)
     print(study_table(results))
-    print(f"\nResults: {os.path.join(settings.output_dir, RESULTS_FILE)}\nFigure:  {os.path.join(settings.output_dir, FIGURE_FILE)}")
+    print(f"\nResults: {os.path.join(settings.output_dir, RESULTS_FILE)}")
+    print(f"Figure:  {os.path.join(settings.output_dir, FIGURE_FILE)}")
     return 0

@@ -161,7 +161,8 @@ def test_quick_run_writes_the_table_and_json(tiny_tokenizer_dir, tmp_path):
         assert row["peer_tokens_per_s"] > 0 and row["ours_tokens_per_s"] > 0
         assert 0 < row["ours_mfu"] < 2 and 0 < row["peer_mfu"] < 2
         assert row["peer_peak_memory_mb"] > 0 and row["ours_peak_memory_mb"] > 0
-        assert len(row["peer_step_seconds"]) == len(row["ours_step_seconds"]) == row["rounds"] * row["batches_per_round"]
+        steps = row["rounds"] * row["batches_per_round"]
+        assert len(row["peer_step_seconds"]) == len(row["ours_step_seconds"]) == steps
     assert result["pretraining_speed_ratio"] == rows[("pretraining", "fp32")]["speed_ratio"]
     assert all(delta < 1e-4 for delta in result["same_function_check"].values())
     assert result["matmul_peak_flops"]["fp32"]["median"] > 0

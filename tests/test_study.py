@@ -11,7 +11,10 @@ from glm_hf.study import StudySettings, claim_folder, spread, study_table
 
 
 def _cell(validation, test):
-    return {"validation": {"accuracy": validation, "macro_f1": validation}, "test": {"accuracy": test, "macro_f1": test}}
+    return {
+        "validation": {"accuracy": validation, "macro_f1": validation},
+        "test": {"accuracy": test, "macro_f1": test},
+    }
 
 
 def test_spread_over_seeds():
@@ -51,20 +54,24 @@ def _results():
         "pretraining": {"eval_mlm_accuracy": 0.2, "eval_bigram_cloze_accuracy": 0.15},
         **spread([_cell(a, a) for a in accuracies]),
     }
+    rtd, sop = row("rtd", 100, 1.2e12, (0.83, 0.83, 0.84)), row("mlm_sop", 100, 1e12, (0.8, 0.8, 0.8))
+    rtd["pretraining"] = {"eval_rtd_accuracy": 0.9}
+    sop["pretraining"]["eval_sop_accuracy"] = 0.7
     random_init = [_cell(0.80, 0.80), _cell(0.81, 0.81), _cell(0.82, 0.82)]
     return {
         "random_init": {"learning_rate": 1e-3, "cells": random_init, **spread(random_init)},
         "tfidf": {"test_accuracy": 0.865},
-        "rows": [row("mlm", 100, 1e12, (0.80, 0.82, 0.81)), row("mlm", 300, 3e12, (0.84, 0.85, 0.83)),
-                 row("rtd", 100, 1.2e12, (0.83, 0.83, 0.84))],
+        "rows": [row("mlm", 100, 1e12, (0.80, 0.82, 0.81)), row("mlm", 300, 3e12, (0.84, 0.85, 0.83)), rtd, sop],
     }
 
 
 def test_table_and_figure(tmp_path):
     table = study_table(_results())
-    assert "| random init | 0 | 0 | 0 | - | - | 0.001 | 0.8100 ± 0.0100 (3) | 0.8000, 0.8100, 0.8200 |" in table
-    assert "| mlm | 300 | 3.00e+12 | 3.0 | 0.200 | 0.150 | 0.0005 | 0.8400 ± 0.0100 (3) | - |" in table
-    assert table.splitlines()[-1].endswith("| 0.8650 | - |")
+    assert "| random init | 0 | 0 | 0 | - | - | - | 0.001 | 0.8100 ± 0.0100 (3) | - | 0.8000, 0.8100, 0.8200 |" in table
+    assert "| mlm | 300 | 3.00e+12 | 3.0 | 0.200 | - | 0.150 | 0.0005 | 0.8400 ± 0.0100 (3) | +3.0 | - |" in table
+    assert "| rtd | 100 | 1.20e+12 | 1.0 | 0.900 | - | - | 0.0005 | 0.8333 ± 0.0058 (3) | +2.3 | - |" in table
+    assert "| mlm_sop | 100 | 1.00e+12 | 1.0 | 0.200 | 0.700 | 0.150 |" in table
+    assert table.splitlines()[-1].endswith("| 0.8650 | - | - |")
     untrained = _results()
     untrained["random_init"]["cells"][1] = _cell(0.51, 0.51) | {"test": {"accuracy": 0.51, "macro_f1": 0.34}}
     assert "0.8000, 0.5100 (did not train), 0.8200 |" in study_table(untrained)
