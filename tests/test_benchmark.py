@@ -133,6 +133,7 @@ def test_bad_arguments_name_the_field(bench):
     assert bench.BenchmarkArguments(objectives="").objective_list == []
 
 
+@pytest.mark.slow
 def test_quick_run_writes_the_table_and_json(tiny_tokenizer_dir, tmp_path):
     output = tmp_path / "bench.json"
     completed = subprocess.run(

@@ -148,6 +148,7 @@ def local_logits(folder):
         return model(**tokenizer(TEXTS, padding=True, return_tensors="pt")).logits
 
 
+@pytest.mark.slow
 def test_trainer_push_to_hub(tmp_path, fake_api, tiny_tokenizer_dir):
     from glm_hf.finetuning import main as finetune
 
@@ -252,6 +253,7 @@ def model_folder(tmp_path, tiny_tokenizer):
     return folder
 
 
+@pytest.mark.slow
 def test_glm_hf_push(tmp_path, fake_api, model_folder):
     from glm_hf.cli import main as cli
 
@@ -285,6 +287,7 @@ def test_glm_hf_push(tmp_path, fake_api, model_folder):
     assert torch.allclose(torch.tensor(loaded["logits"]), local_logits(str(model_folder)), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_push_adds_missing_code_and_auto_map(tmp_path, fake_api, model_folder):
     from glm_hf.hub import push_folder
 

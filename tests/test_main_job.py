@@ -46,6 +46,7 @@ def _read(path):
         return json.load(f)
 
 
+@pytest.mark.slow
 def test_end_to_end_interrupt_resume_and_skip(tmp_path, monkeypatch, capsys):
     job_dir = tmp_path / "job"
     argv = [*TINY_JOB, "--output_dir", str(job_dir)]

@@ -128,6 +128,7 @@ def test_mean_pooling_reads_the_real_tokens_only(tiny_tokenizer):
         _config(tiny_tokenizer, classifier_pooling="max")
 
 
+@pytest.mark.slow
 def test_objectives_reload_as_remote_code_without_glm_hf(tiny_tokenizer, tmp_path):
     """Every objective's head (and a mean-pooling classifier) loads through the Auto classes in a fresh process where
     glm_hf cannot be imported, with bit-identical outputs."""

@@ -145,6 +145,7 @@ def test_continued_pretraining_bf16_whole_word_mask(pretrained, corpus_dir, toke
     assert set(metrics) >= {"eval_mlm_accuracy", "eval_nsp_accuracy", "eval_perplexity", "train_loss"}
 
 
+@pytest.mark.slow
 def test_two_process_ddp_matches_one_process_with_the_same_global_batch(corpus_dir, tokenizer_dir, tmp_path):
     common = [
         "--model_size", "tiny", "--config_overrides", NO_DROPOUT, "--max_steps", "4", "--learning_rate", "3e-3",
@@ -188,6 +189,7 @@ KILL_AT_STEP = """
 """
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint_to_the_same_state(corpus_dir, tokenizer_dir, tmp_path):
     from safetensors.torch import load_file
 

@@ -27,6 +27,8 @@ from glm_hf import (
 )
 from glm_hf.modeling_glm import AUTO_MAP
 
+pytestmark = pytest.mark.slow  # every test reads what a fresh interpreter loaded
+
 # name -> (class saved here, Auto class the fresh process loads the folder with)
 CASES = {
     "model": (GLMModel, "AutoModel"),

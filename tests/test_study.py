@@ -81,6 +81,7 @@ def test_table_and_figure(tmp_path):
     assert os.listdir(tmp_path) == ["study.png"]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     output_dir = tmp_path / "study"
     argv = ["--output_dir", str(output_dir), "--quick", "--objectives", "mlm_sop,rtd", "--seeds", "0,1",
