@@ -7,7 +7,7 @@ trainer) calls :func:`check_data_file` first, so each of these is one sentence n
 
 * a file that does not exist, is empty, or holds only blank lines, a CSV header or no JSON records;
 * a file that is not in its encoding (UTF-8 unless ``--encoding`` says otherwise; a UTF-8 BOM is fine);
-* a CSV header repeated inside the data (files joined with ``cat``);
+* a CSV header repeated inside the data (files joined with ``cat``), a CSV row with more fields than the header;
 * a JSON lines file with a line that is not JSON, or a column whose values change type (``1``, ``"0"``, ``"pos"``).
 
 :func:`refuse_blank_labels`, :func:`refuse_blank_texts` and :func:`refuse_no_rows` check what the files became once
@@ -109,8 +109,9 @@ def _decoding_error(path: str, flag: str, encoding: str, line_number: int, err: 
 
 
 def _check_csv_rows(path: str, flag: str, delimiter: str, encoding: str) -> None:
-    """A header and at least one data row; a header line inside the data (files joined with ``cat``) would become an
-    example labelled ``label``."""
+    """A header and at least one data row. A header line inside the data (files joined with ``cat``) would become an
+    example labelled ``label``; a row with more fields than the header (a text holding an unquoted comma) fails in
+    pandas, or, on the first data row, silently makes the first column an index and shifts the others."""
     with open(path, encoding=text_encoding(encoding), newline="") as f:
         reader = csv.reader(f, delimiter=delimiter)
         header = next((row for row in reader if row), None)
@@ -125,6 +126,11 @@ def _check_csv_rows(path: str, flag: str, delimiter: str, encoding: str) -> None
                 raise ValueError(
                     f"{flag} {path}: line {reader.line_num} repeats the header {header}; remove it, or it becomes an "
                     "example of a class named after the label column"
+                )
+            if len(row) > len(header):
+                raise ValueError(
+                    f"{flag} {path}: line {reader.line_num} has {len(row)} fields but the header {header} has "
+                    f"{len(header)}; put a text that holds the delimiter {delimiter!r} in double quotes"
                 )
             data_rows += 1
     if data_rows == 0:

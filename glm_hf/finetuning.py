@@ -334,6 +334,11 @@ def carve_missing_splits(
                 f"there is no {split} split: give --{split}_file (or a dataset with that split) or a "
                 f"--{split}_split_percentage > 0 to hold it out of train"
             )
+        if len(raw["train"]) < 2:  # datasets' own error names neither the file nor the flags
+            raise ValueError(
+                f"{split_origin('train', data_args)} has {len(raw['train'])} example(s) left: too few to hold out the "
+                f"{split} split (--{split}_split_percentage {percentage:g}); give a --{split}_file or more examples"
+            )
         parts = raw["train"].train_test_split(test_size=percentage / 100, seed=data_args.shuffle_seed)
         raw["train"], raw[split] = parts["train"], parts["test"]
         notes.append(

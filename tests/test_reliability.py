@@ -352,3 +352,42 @@ def test_pretraining_and_the_tokenizer_trainer_read_gbk_with_encoding(tmp_path):
     with pytest.raises(ValueError, match=rf"--train_file {re.escape(empty)} is empty"):
         train_tokenizer(["--train_file", empty, "--output_dir", str(tmp_path / "tok")])
     assert sorted(os.listdir(tmp_path)) == ["bom.txt", "corpus.txt", "empty.txt"]
+
+
+def test_a_csv_row_with_an_unquoted_comma_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    # On the first data row pandas would silently make "这本书" an index and train on the text "很好" labelled 1.
+    for lines, line_number in ((["text,label", "这本书,很好,1", "质量差,0"], 2), ([*REVIEWS, "房间,干净,1"], 6)):
+        path = _write_csv(tmp_path / "train.csv", lines)
+        with pytest.raises(ValueError, match=rf"--train_file {re.escape(path)}: line {line_number} has 3 fields but "
+                                             r"the header \['text', 'label'\] has 2; put a text that holds the "
+                                             "delimiter ',' in double quotes"):
+            finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, path, "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_training_file_too_small_to_hold_out_a_split_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    one_row = _write_csv(tmp_path / "train.csv", REVIEWS[:2])
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(one_row)} has 1 example\(s\) left: too few to hold "
+                                         r"out the validation split \(--validation_split_percentage 10\); give a "
+                                         "--validation_file"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, one_row, "--max_steps", "1", "--do_eval"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_checks_its_input_file_the_same_way(tmp_path):
+    from glm_hf.cli import main as cli
+    from glm_hf.predict import read_inputs
+
+    model = str(tmp_path / "model")  # never loaded: the input is read first
+    gbk = _write_bytes(tmp_path / "texts.txt", "这本书写得非常好。\n质量太差了。\n".encode("gbk"))
+    with pytest.raises(ValueError, match=rf"--input {re.escape(gbk)} is not UTF-8 text: line 1 .*--encoding gbk"):
+        cli(["predict", "--model", model, "--input", gbk])
+    assert read_inputs(gbk, None, None, "gbk")[0] == [{"text": "这本书写得非常好。"}, {"text": "质量太差了。"}]
+    empty = _write_bytes(tmp_path / "empty.csv", b"text\n")
+    with pytest.raises(ValueError, match=rf"--input {re.escape(empty)} holds only its header line"):
+        cli(["predict", "--model", model, "--input", empty])
+    assert sorted(os.listdir(tmp_path)) == ["empty.csv", "texts.txt"]  # no predictions file, empty or not
