@@ -84,7 +84,20 @@ def _emptiness(path: str) -> str:
 
 def _check_decodes(path: str, flag: str, encoding: str) -> None:
     """Name the first line that is not in ``encoding``, and how to convert the file."""
-    # An incremental decoder, so that a character split across two reads is no error (UTF-16 has 0x0a bytes inside).
+    # Read in large blocks (a corpus may be gigabytes); only a file that fails is read again line by line, to name
+    # the line. Incremental decoders: a character cut by a block or line boundary is no error.
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        line_number, err = _first_undecodable_line(path, encoding)
+        raise ValueError(_decoding_error(path, flag, encoding, line_number, err)) from None
+
+
+def _first_undecodable_line(path: str, encoding: str) -> tuple[int, UnicodeDecodeError]:
     decoder = codecs.getincrementaldecoder(encoding)()
     line_number = 0
     with open(path, "rb") as f:
@@ -93,7 +106,8 @@ def _check_decodes(path: str, flag: str, encoding: str) -> None:
             try:
                 decoder.decode(raw, final=not raw)
             except UnicodeDecodeError as err:
-                raise ValueError(_decoding_error(path, flag, encoding, line_number, err)) from None
+                return line_number, err
+    raise AssertionError(f"{path} decodes as {encoding} line by line but not in blocks")
 
 
 def _decoding_error(path: str, flag: str, encoding: str, line_number: int, err: UnicodeDecodeError) -> str:
@@ -148,18 +162,36 @@ def _json_kind(value) -> str | None:
 
 
 def _json_records(path: str, flag: str, encoding: str):
-    """``(where, record)`` of each record of a JSON lines file, or of a JSON file holding a list of records."""
+    """``(where, record)`` of each record of a JSON lines file or of one JSON document (a list of records or of texts,
+    or one record); None for a document of another shape, left to the json builder."""
     with open(path, encoding=text_encoding(encoding)) as f:
-        first = f.read(4096).lstrip()
-    if first.startswith("["):  # one JSON document, as the json builder reads it
+        first_line = next((line for line in f if line.strip()), "")
+    if first_line.lstrip().startswith("[") or not _parses(first_line):  # one JSON document (pretty-printed, say)
         with open(path, encoding=text_encoding(encoding)) as f:
             try:
-                records = json.load(f)
+                document = json.load(f)
             except json.JSONDecodeError as err:
+                if not first_line.lstrip().startswith("["):
+                    return _json_lines_records(path, flag, encoding)  # names the broken line
                 raise ValueError(f"{flag} {path} is not valid JSON: line {err.lineno}: {err.msg}") from None
-        for number, record in enumerate(records, 1):
-            yield f"record {number}", record
-        return
+        if isinstance(document, dict):  # pyarrow reads one object across lines as one record
+            document = [document]
+        if not isinstance(document, list):
+            return None
+        # A list of texts is read as a column "text".
+        return ((f"record {n}", {"text": r} if isinstance(r, str) else r) for n, r in enumerate(document, 1))
+    return _json_lines_records(path, flag, encoding)
+
+
+def _parses(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
+
+
+def _json_lines_records(path: str, flag: str, encoding: str):
     number = 0
     with open(path, encoding=text_encoding(encoding)) as f:
         for line_number, line in enumerate(f, 1):
@@ -178,10 +210,13 @@ def _json_records(path: str, flag: str, encoding: str):
 
 def _check_json_records(path: str, flag: str, encoding: str) -> None:
     """At least one record, each an object, and each column of one type: pyarrow fails on ``1`` beside ``"pos"``."""
+    records = _json_records(path, flag, encoding)
+    if records is None:
+        return
     first_of_column: dict[str, tuple[str, str, object]] = {}  # column -> (kind, where, value) of its first value
-    records = 0
-    for where, record in _json_records(path, flag, encoding):
-        records += 1
+    count = 0
+    for where, record in records:
+        count += 1
         if not isinstance(record, dict):
             raise ValueError(f"{flag} {path}: {where} is a {_json_kind(record)}, not an object of named columns")
         for column, value in record.items():
@@ -194,7 +229,7 @@ def _check_json_records(path: str, flag: str, encoding: str) -> None:
                     f"{flag} {path}: {where} has {column!r} {value!r} (a {kind}) but {first[1]} has {first[2]!r} "
                     f"(a {first[0]}); write every {column!r} the same way, e.g. all numbers or all strings"
                 )
-    if records == 0:
+    if count == 0:
         emptiness = "is empty" if os.path.getsize(path) == 0 else "holds no JSON records"
         raise ValueError(f"{flag} {path} {emptiness}: give one JSON object per line")
 

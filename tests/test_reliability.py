@@ -292,6 +292,12 @@ def test_a_broken_json_line_is_named(tmp_path, tiny_tokenizer_dir):
     with pytest.raises(ValueError, match=rf"--train_file {re.escape(str(records))}: line 3 is not a JSON record"):
         finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, str(records), "--max_steps", "1"))
     assert not (tmp_path / "out").exists()
+    # One pretty-printed JSON list of records is no JSON lines file, and still fine.
+    pretty = tmp_path / "list.json"
+    pretty.write_text('[\n {"text": "很好", "label": 1},\n {"text": "很差", "label": 0}\n]\n', encoding="utf-8")
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=str(pretty)),
+                                          finetuning.ModelArguments())
+    assert raw["train"]["label"] == [1, 0]
 
 
 def test_a_missing_file_or_column_names_its_flag(tmp_path, tiny_tokenizer_dir):
