@@ -28,6 +28,8 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_datasets, load_dataset, load_from_disk
 
+from .data_files import DEFAULT_ENCODING, TABLE_FORMATS, builder_kwargs, check_data_file, refuse_no_rows, text_encoding
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
@@ -235,8 +237,8 @@ def load_embedded_corpus(include_msra: bool = False) -> Dataset:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _has_blank_line(path: str) -> bool:
-    with open(path, encoding="utf-8") as f:
+def _has_blank_line(path: str, encoding: str = DEFAULT_ENCODING) -> bool:
+    with open(path, encoding=text_encoding(encoding)) as f:
         seen_text = False
         for line in f:
             if line.strip():
@@ -246,7 +248,9 @@ def _has_blank_line(path: str) -> bool:
     return False
 
 
-def read_text_documents(path: str, document_separator: str = "auto") -> Iterator[list[str]]:
+def read_text_documents(
+    path: str, document_separator: str = "auto", encoding: str = DEFAULT_ENCODING
+) -> Iterator[list[str]]:
     """Documents of a plain text file, as lists of sentences.
 
     ``document_separator``: ``line`` (one document per line), ``blank_line`` (documents separated by blank lines,
@@ -256,8 +260,8 @@ def read_text_documents(path: str, document_separator: str = "auto") -> Iterator
     if document_separator not in DOCUMENT_SEPARATORS:
         raise ValueError(f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {document_separator!r}")
     if document_separator == "auto":
-        document_separator = "blank_line" if _has_blank_line(path) else "line"
-    with open(path, encoding="utf-8") as f:
+        document_separator = "blank_line" if _has_blank_line(path, encoding) else "line"
+    with open(path, encoding=text_encoding(encoding)) as f:
         if document_separator == "line":
             for line in f:
                 sentences = split_sentences(line)
@@ -275,13 +279,17 @@ def read_text_documents(path: str, document_separator: str = "auto") -> Iterator
             yield document
 
 
-def _generate_text_documents(paths: list[str], document_separator: str, cache_keys: list[str]) -> Iterator[dict]:
+def _generate_text_documents(
+    paths: list[str], document_separator: str, cache_keys: list[str], encoding: str = DEFAULT_ENCODING
+) -> Iterator[dict]:
     for path in paths:
-        for sentences in read_text_documents(path, document_separator):
+        for sentences in read_text_documents(path, document_separator, encoding):
             yield {"sentences": sentences, "source": os.path.basename(path)}
 
 
-def load_text_files(paths: str | Sequence[str], document_separator: str = "auto") -> Dataset:
+def load_text_files(
+    paths: str | Sequence[str], document_separator: str = "auto", encoding: str = DEFAULT_ENCODING
+) -> Dataset:
     """Plain text files as a dataset of documents (see :func:`read_text_documents`)."""
     paths = [paths] if isinstance(paths, str) else list(paths)
     for path in paths:
@@ -296,31 +304,43 @@ def load_text_files(paths: str | Sequence[str], document_separator: str = "auto"
             "paths": paths,
             "document_separator": document_separator,
             "cache_keys": [f"{CORPUS_VERSION}:{_file_key(p)}" for p in paths],
+            "encoding": encoding,
         },
     )
 
 
-def _pick_text_column(dataset: Dataset, text_column_name: str | None) -> str:
+def _pick_text_column(dataset: Dataset, text_column_name: str | None, origin: str = "the dataset") -> str:
     if text_column_name is not None:
         if text_column_name not in dataset.column_names:
             raise ValueError(
-                f"text_column_name {text_column_name!r} is not a column of the dataset; columns: {dataset.column_names}"
+                f"--text_column_name {text_column_name!r} is not a column of {origin}; its columns are "
+                f"{dataset.column_names}"
             )
         return text_column_name
     if "text" in dataset.column_names:
         return "text"
-    string_columns = [name for name, feature in dataset.features.items() if getattr(feature, "dtype", None) == "string"]
+    # datasets 5 reads CSV text as large_string
+    string_types = ("string", "large_string")
+    string_columns = [name for name, kind in dataset.features.items() if getattr(kind, "dtype", "") in string_types]
     if not string_columns:
-        raise ValueError(f"no text column found among {dataset.column_names}; pass text_column_name")
+        raise ValueError(
+            f"{origin} has no 'text' column and no column of strings; its columns are {dataset.column_names}; name "
+            "the text column with --text_column_name"
+        )
     logger.info("text_column_name not given: using the first string column %r", string_columns[0])
     return string_columns[0]
 
 
 def documents_from_text_column(
-    dataset: Dataset, text_column_name: str | None = None, source: str = "", num_proc: int | None = None
+    dataset: Dataset,
+    text_column_name: str | None = None,
+    source: str = "",
+    num_proc: int | None = None,
+    origin: str | None = None,
 ) -> Dataset:
-    """One document per row of ``dataset``: the row's text split into sentences. Empty rows are dropped."""
-    column = _pick_text_column(dataset, text_column_name)
+    """One document per row of ``dataset``: the row's text split into sentences. Empty rows are dropped. ``origin``
+    (the flag and file, say) names the data in messages."""
+    column = _pick_text_column(dataset, text_column_name, origin or f"the dataset {source!r}")
 
     def to_documents(batch):
         sentences = [split_sentences(text or "") for text in batch[column]]
@@ -337,22 +357,29 @@ def documents_from_text_column(
     return documents.filter(lambda sentences: len(sentences) > 0, input_columns="sentences", num_proc=num_proc)
 
 
-_FILE_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
-
-
 def load_document_file(
-    path: str, text_column_name: str | None = None, document_separator: str = "auto", num_proc: int | None = None
+    path: str,
+    text_column_name: str | None = None,
+    document_separator: str = "auto",
+    num_proc: int | None = None,
+    flag: str = "--train_file",
+    encoding: str = DEFAULT_ENCODING,
 ) -> Dataset:
-    """A ``.txt`` (or any other plain text) file, or a CSV/TSV/JSON/JSONL/Parquet file with a text column."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"data file not found: {path}")
-    extension = os.path.splitext(path)[1].lower()
-    builder = _FILE_BUILDERS.get(extension)
+    """A ``.txt`` (or any other plain text) file, or a CSV/TSV/JSON/JSONL/Parquet file with a text column.
+
+    The file is checked first (:func:`glm_hf.data_files.check_data_file`); ``flag`` names it in messages.
+    """
+    check_data_file(path, flag, encoding)
+    builder = TABLE_FORMATS.get(os.path.splitext(path)[1].lower())
     if builder is None:
-        return load_text_files(path, document_separator)
-    kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
-    table = load_dataset(builder, data_files=path, split="train", **kwargs)
-    return documents_from_text_column(table, text_column_name, source=os.path.basename(path), num_proc=num_proc)
+        documents = load_text_files(path, document_separator, encoding)
+    else:
+        table = load_dataset(builder, data_files=path, split="train", **builder_kwargs(path, encoding))
+        documents = documents_from_text_column(
+            table, text_column_name, source=os.path.basename(path), num_proc=num_proc, origin=f"{flag} {path}"
+        )
+    refuse_no_rows(len(documents), f"{flag} {path}", "documents", "every text in it is blank")
+    return documents
 
 
 def load_documents(
@@ -367,13 +394,15 @@ def load_documents(
     seed: int = 42,
     cache_dir: str | None = None,
     num_proc: int | None = None,
+    encoding: str = DEFAULT_ENCODING,
 ) -> DatasetDict:
     """A ``DatasetDict`` of documents with ``train`` and, when there is one, ``validation``.
 
     ``dataset_name`` is ``"embedded"``, a ``datasets`` name, or a local path (a folder of data files, a dataset saved
     with ``save_to_disk``, or a single data file); otherwise ``train_file`` (and optionally ``validation_file``).
     Without a validation set, ``validation_split_percentage`` percent of the documents (chosen with ``seed``)
-    become one; 0 means no validation set.
+    become one; 0 means no validation set. The user's files are read in ``encoding``; messages name them by the
+    command-line flags (``--train_file``, ``--validation_file``, ``--dataset_name``).
     """
     if (dataset_name is None) == (train_file is None):
         raise ValueError("pass exactly one of dataset_name ('embedded', a datasets name or a local path) or train_file")
@@ -384,18 +413,24 @@ def load_documents(
     if dataset_name == EMBEDDED:
         splits["train"] = load_embedded_corpus(include_msra=include_msra)
     elif dataset_name is not None:
-        splits = _load_named_dataset(dataset_name, dataset_config_name, text_column_name, cache_dir, num_proc)
-    else:
-        splits["train"] = _concatenate([load_document_file(p, text_column_name, document_separator, num_proc)
-                                        for p in _as_list(train_file)])
-    if validation_file is not None:
-        splits["validation"] = _concatenate(
-            [load_document_file(p, text_column_name, document_separator, num_proc) for p in _as_list(validation_file)]
+        splits = _load_named_dataset(
+            dataset_name, dataset_config_name, text_column_name, cache_dir, num_proc, document_separator, encoding
         )
+    for split, paths in (("train", train_file), ("validation", validation_file)):
+        if paths is not None:
+            splits[split] = _concatenate([
+                load_document_file(path, text_column_name, document_separator, num_proc, f"--{split}_file", encoding)
+                for path in _as_list(paths)
+            ])
 
     if "validation" not in splits and validation_split_percentage > 0:
         if len(splits["train"]) < 2:
-            raise ValueError("the corpus has fewer than 2 documents: nothing to split off for validation")
+            origin = f"--dataset_name {dataset_name}" if dataset_name else f"--train_file {train_file}"
+            raise ValueError(
+                f"{origin} has only {len(splits['train'])} document(s): too few to hold out "
+                f"--validation_split_percentage {validation_split_percentage:g} for validation; pass "
+                "--validation_split_percentage 0 or a --validation_file"
+            )
         held_out = splits["train"].train_test_split(
             test_size=validation_split_percentage / 100, seed=seed, shuffle=True
         )
@@ -412,10 +447,17 @@ def _concatenate(parts: list[Dataset]) -> Dataset:
 
 
 def _load_named_dataset(
-    name: str, config_name: str | None, text_column_name: str | None, cache_dir: str | None, num_proc: int | None
+    name: str,
+    config_name: str | None,
+    text_column_name: str | None,
+    cache_dir: str | None,
+    num_proc: int | None,
+    document_separator: str = "auto",
+    encoding: str = DEFAULT_ENCODING,
 ) -> dict[str, Dataset]:
     if os.path.isfile(name):
-        return {"train": load_document_file(name, text_column_name, num_proc=num_proc)}
+        return {"train": load_document_file(name, text_column_name, document_separator, num_proc, "--dataset_name",
+                                            encoding)}
     if os.path.isdir(name) and any(
         os.path.exists(os.path.join(name, marker)) for marker in ("dataset_dict.json", "state.json")
     ):
@@ -433,7 +475,9 @@ def _load_named_dataset(
             if set(DOCUMENT_FEATURES) <= set(table.column_names):  # already documents (e.g. saved by this module)
                 splits[alias] = table.select_columns(list(DOCUMENT_FEATURES))
             else:
-                splits[alias] = documents_from_text_column(table, text_column_name, source=name, num_proc=num_proc)
+                splits[alias] = documents_from_text_column(
+                    table, text_column_name, source=name, num_proc=num_proc, origin=f"--dataset_name {name} ({split})"
+                )
     return splits
 
 

