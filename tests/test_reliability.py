@@ -260,6 +260,21 @@ def test_pretraining_predict_and_convert_name_a_model_path_that_does_not_exist(t
     assert sorted(os.listdir(tmp_path)) == ["texts.txt"]
 
 
+def test_a_folder_without_the_files_asked_for_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=rf"^--tokenizer_name {re.escape(str(empty))}: no tokenizer in the folder"):
+        finetuning.main(_finetune_from(tmp_path, train_file, "--model_size", "tiny", "--tokenizer_name", str(empty)))
+    # A tokenizer folder given as the model: transformers would say "Unrecognized model ... should have a model_type".
+    with pytest.raises(ValueError, match=rf"^--model_name_or_path {re.escape(tiny_tokenizer_dir)}: no config.json in "
+                                         "the folder, so not a model folder"):
+        finetuning.main(_finetune_from(tmp_path, train_file, "--model_name_or_path", tiny_tokenizer_dir))
+    assert sorted(os.listdir(tmp_path)) == ["empty", "train.csv"] and os.listdir(empty) == []
+
+
 def test_a_hub_id_that_cannot_be_reached_says_so(tmp_path, tiny_tokenizer_dir, monkeypatch):
     import huggingface_hub.constants
 
@@ -406,8 +421,14 @@ def test_push_refuses_a_link_to_a_file_outside_the_folder(tmp_path, tiny_tokeniz
         cli(["push", folder, "--repo_id", "someone/glm"])
     assert recording_hub.commits == []
 
-    # A link that stays inside the folder is uploaded as the file it points to.
     os.remove(os.path.join(folder, "extra"))
+    os.symlink(os.path.join(folder, "gone.json"), os.path.join(folder, "dangling.json"))
+    with pytest.raises(ValueError, match=r"dangling.json is a symbolic link to .*gone.json, which does not exist"):
+        cli(["push", folder, "--repo_id", "someone/glm"])
+    os.remove(os.path.join(folder, "dangling.json"))
+    assert recording_hub.commits == []
+
+    # A link that stays inside the folder is uploaded as the file it points to.
     os.symlink(os.path.join(folder, "config.json"), os.path.join(folder, "config_copy.json"))
     assert cli(["push", folder, "--repo_id", "someone/glm"]) == 0
     assert "config_copy.json" in recording_hub.commits[0]
