@@ -32,6 +32,7 @@ from transformers import BertConfig
 
 from .configuration_glm import GLMConfig
 from .evaluation import read_json
+from .model_sources import check_folder
 from .modeling_glm import (
     GLMForMaskedLM,
     GLMForPreTraining,
@@ -129,33 +130,36 @@ def resolve_head(bert_config: dict, head: str | None) -> str:
     )
 
 
-def glm_config_from_bert(bert_config: dict) -> GLMConfig:
-    """Map a BERT ``config.json`` dict onto a ``GLMConfig`` (architecture, labels, special token ids)."""
+def glm_config_from_bert(bert_config: dict, source: str = "config.json") -> GLMConfig:
+    """Map a BERT ``config.json`` dict (read from ``source``, named in errors) onto a ``GLMConfig`` (architecture,
+    labels, special token ids)."""
+    if not isinstance(bert_config, dict):
+        raise ConversionError(f"{source}: holds a JSON {type(bert_config).__name__}, not a BERT config (an object)")
     model_type = bert_config.get("model_type")
     if model_type != "bert":
-        raise ConversionError(f"config.json: model_type must be 'bert', got {model_type!r}")
+        raise ConversionError(f"{source}: model_type must be 'bert', got {model_type!r}: not a BERT config")
     position_embedding_type = bert_config.get("position_embedding_type", "absolute")
     if position_embedding_type != "absolute":
         raise ConversionError(
-            "config.json: position_embedding_type must be 'absolute' (BERT's relative kinds have no GLM counterpart), "
+            f"{source}: position_embedding_type must be 'absolute' (BERT's relative kinds have no GLM counterpart), "
             f"got {position_embedding_type!r}"
         )
     for flag in ("is_decoder", "add_cross_attention"):
         if bert_config.get(flag):
-            raise ConversionError(f"config.json: {flag} must be false: GLM is a bidirectional encoder, got true")
-    # BertConfig fills in BERT's defaults for fields an old config.json leaves out (GLM's defaults may differ).
-    bert = BertConfig.from_dict(bert_config)
-    fields = {name: getattr(bert, name) for name in ARCHITECTURE_FIELDS}
-    for name in OPTIONAL_FIELDS:
-        value = bert_config.get(name)
-        if value is not None:
-            fields[name] = value
-    if "id2label" not in fields and bert_config.get("num_labels") is not None:
-        fields["num_labels"] = bert_config["num_labels"]
+            raise ConversionError(f"{source}: {flag} must be false: GLM is a bidirectional encoder, got true")
     try:
+        # BertConfig fills in BERT's defaults for fields an old config.json leaves out (GLM's defaults may differ).
+        bert = BertConfig.from_dict(bert_config)
+        fields = {name: getattr(bert, name) for name in ARCHITECTURE_FIELDS}
+        for name in OPTIONAL_FIELDS:
+            value = bert_config.get(name)
+            if value is not None:
+                fields[name] = value
+        if "id2label" not in fields and bert_config.get("num_labels") is not None:
+            fields["num_labels"] = bert_config["num_labels"]
         return GLMConfig(**fields)
-    except ValueError as err:
-        raise ConversionError(f"config.json cannot be mapped onto GLMConfig: {err}") from err
+    except (ValueError, TypeError, AttributeError) as err:  # a field of the wrong type or value
+        raise ConversionError(f"{source} cannot be mapped onto GLMConfig: {err}") from err
 
 
 def load_bert_state_dict(src: str) -> dict[str, torch.Tensor]:
@@ -368,17 +372,28 @@ def convert_bert_to_glm(src: str, dst: str, overwrite: bool = False, head: str |
         The absolute path of ``dst``, loadable with ``AutoModelFor*.from_pretrained`` (after ``import glm_hf``, or
         with ``trust_remote_code=True``) and ``AutoTokenizer.from_pretrained``.
     """
-    src, dst = os.path.abspath(src), os.path.abspath(dst)
-    if not os.path.isfile(os.path.join(src, "config.json")):
-        raise ConversionError(f"src must be a BERT model folder with a config.json: {src}")
+    src_as_given, src, dst = src, os.path.abspath(os.path.expanduser(src)), os.path.abspath(dst)
+    if not os.path.exists(src):
+        raise ConversionError(
+            f"src {src_as_given}: no such folder (convert-bert reads a local BERT folder; download a Hub model first, "
+            "e.g. hf download bert-base-chinese --local-dir bert-base-chinese)"
+        )
+    try:
+        check_folder("src", src, "model")  # config.json, and weights that are there and whole
+    except ValueError as err:
+        raise ConversionError(str(err)) from err
     if src == dst:
         raise ConversionError("dst must differ from src")
     if os.path.lexists(dst) and not overwrite and not (os.path.isdir(dst) and not os.listdir(dst)):
         raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
 
-    bert_config = read_json(os.path.join(src, "config.json"))
+    config_path = os.path.join(src, "config.json")
+    try:
+        bert_config = read_json(config_path)
+    except ValueError as err:  # json.JSONDecodeError, UnicodeDecodeError
+        raise ConversionError(f"{config_path}: not valid JSON ({err}); re-download or re-save it") from err
+    config = glm_config_from_bert(bert_config, config_path)
     head = resolve_head(bert_config, head)
-    config = glm_config_from_bert(bert_config)
     model = convert_state_dict(load_bert_state_dict(src), config, head)
 
     parent = os.path.dirname(dst)

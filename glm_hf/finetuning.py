@@ -53,6 +53,7 @@ from .data_files import (
     require_file,
 )
 from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
+from .model_sources import from_pretrained
 from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -525,7 +526,9 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
         raise ValueError("give either --model_name_or_path or --model_size (random initialisation), not both")
 
     if model_args.config_name or model_args.model_name_or_path:
-        config = AutoConfig.from_pretrained(
+        config = from_pretrained(
+            AutoConfig,
+            "--config_name" if model_args.config_name else "--model_name_or_path",
             model_args.config_name or model_args.model_name_or_path,
             trust_remote_code=model_args.trust_remote_code,
             **hub_kwargs,
@@ -566,7 +569,9 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
         )
 
     if model_args.model_name_or_path:
-        model = AutoModelForSequenceClassification.from_pretrained(
+        model = from_pretrained(
+            AutoModelForSequenceClassification,
+            "--model_name_or_path",
             model_args.model_name_or_path,
             config=config,
             trust_remote_code=model_args.trust_remote_code,
@@ -783,8 +788,10 @@ def load_tokenizer(model_args: ModelArguments):
     source = model_args.tokenizer_name or model_args.model_name_or_path
     if source is None:
         raise ValueError("give --tokenizer_name (training from a random initialisation has no model folder to read it)")
-    return AutoTokenizer.from_pretrained(
-        source, cache_dir=model_args.cache_dir, token=model_args.token, trust_remote_code=model_args.trust_remote_code
+    flag = "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path"
+    return from_pretrained(
+        AutoTokenizer, flag, source, cache_dir=model_args.cache_dir, token=model_args.token,
+        trust_remote_code=model_args.trust_remote_code,
     )
 
 

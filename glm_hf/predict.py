@@ -81,19 +81,22 @@ def load_classifier(model: str, device: str | None = None, trust_remote_code: bo
     """A ``text-classification`` pipeline for a GLM folder; regression models output raw values. A folder without a
     trained classifier (a pretraining checkpoint, or weights that lack the head) is refused: its head would be drawn
     at random and its labels mean nothing."""
-    from transformers import AutoConfig, AutoModelForSequenceClassification, pipeline
+    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     import glm_hf  # noqa: F401  (registers the GLM classes with the Auto classes)
 
-    config = AutoConfig.from_pretrained(model, trust_remote_code=trust_remote_code)
+    from .model_sources import from_pretrained
+
+    config = from_pretrained(AutoConfig, "--model", model, trust_remote_code=trust_remote_code)
     architectures = getattr(config, "architectures", None) or []
     if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise ValueError(
             f"--model {model} holds a {', '.join(architectures)} model, not a trained text classifier "
             "(...ForSequenceClassification): fine-tune it first (glm-hf finetune --model_name_or_path ...)"
         )
-    classifier, loading = AutoModelForSequenceClassification.from_pretrained(
-        model, config=config, trust_remote_code=trust_remote_code, output_loading_info=True
+    classifier, loading = from_pretrained(
+        AutoModelForSequenceClassification, "--model", model, config=config, trust_remote_code=trust_remote_code,
+        output_loading_info=True,
     )
     if loading["missing_keys"]:
         missing = sorted(loading["missing_keys"])
@@ -105,7 +108,7 @@ def load_classifier(model: str, device: str | None = None, trust_remote_code: bo
     return pipeline(
         "text-classification",
         model=classifier,
-        tokenizer=model,
+        tokenizer=from_pretrained(AutoTokenizer, "--model", model, trust_remote_code=trust_remote_code),
         device=device,
         trust_remote_code=trust_remote_code,
         function_to_apply=function_to_apply,

@@ -53,6 +53,7 @@ from .configuration_glm import MODEL_SIZES, PRETRAINING_OBJECTIVES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
 from .data_files import DEFAULT_ENCODING, check_encoding_name, refuse_no_rows
 from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
+from .model_sources import from_pretrained
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
 from .training_setup import (
@@ -559,7 +560,9 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
     # The heads the objective trains; sparse prediction: the MLM head only runs where a label is.
     objective_fields = {"pretraining_objective": data_args.objective, "sparse_prediction": True}
     if model_args.model_name_or_path is not None:
-        model = AutoModelForPreTraining.from_pretrained(
+        model = from_pretrained(
+            AutoModelForPreTraining,
+            "--model_name_or_path",
             model_args.model_name_or_path,
             cache_dir=model_args.cache_dir,
             trust_remote_code=model_args.trust_remote_code,
@@ -567,8 +570,9 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
         )
     else:
         if model_args.config_name is not None:
-            config = AutoConfig.from_pretrained(
-                model_args.config_name, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
+            config = from_pretrained(
+                AutoConfig, "--config_name", model_args.config_name, cache_dir=model_args.cache_dir,
+                trust_remote_code=model_args.trust_remote_code,
             )
             config.vocab_size = len(tokenizer)
             config.pad_token_id = tokenizer.pad_token_id
@@ -722,7 +726,9 @@ def pretrain(
 
     set_seed(training_args.seed)
 
-    tokenizer = AutoTokenizer.from_pretrained(
+    tokenizer = from_pretrained(
+        AutoTokenizer,
+        "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path",
         model_args.tokenizer_name or model_args.model_name_or_path,
         cache_dir=model_args.cache_dir,
         trust_remote_code=model_args.trust_remote_code,

@@ -1,6 +1,7 @@
 """Set-up shared by the Trainer commands (pretraining, fine-tuning), as in transformers' example scripts: arguments
 from flags or one .json/.yaml file, logging, config overrides, and which checkpoint to resume from."""
 
+import difflib
 import logging
 import os
 import sys
@@ -37,14 +38,84 @@ def setup_logging(training_args, logger: logging.Logger) -> None:
     transformers.utils.logging.set_verbosity(log_level)
 
 
+# Config entries that record where a config came from rather than set the model.
+NOT_OVERRIDABLE = ("model_type", "transformers_version", "architectures", "auto_map")
+OVERRIDES_EXAMPLE = "'hidden_dropout_prob=0.1,num_hidden_layers=2'"
+
+
+def _overridable_settings(config) -> dict:
+    """The settings ``--config_overrides`` can set, with their current values (plain values: a string, a number, a
+    boolean, or unset)."""
+    return {
+        key: value
+        for key, value in config.to_dict().items()
+        if not key.startswith("_")
+        and key not in NOT_OVERRIDABLE
+        and (value is None or isinstance(value, (bool, int, float, str)))
+    }
+
+
+def _override_value(key: str, text: str, current):
+    """``text`` read as the type of the setting's current value; an unset one takes a boolean, a number, ``none``
+    or a string (transformers' update_from_string refuses unset settings such as classifier_dropout)."""
+    lowered = text.lower()
+    if isinstance(current, bool) or (current is None and lowered in ("true", "false")):
+        if lowered in ("true", "1", "yes", "y"):
+            return True
+        if lowered in ("false", "0", "no", "n"):
+            return False
+        raise ValueError(f"--config_overrides: {key} takes true or false, got {text!r}")
+    for kind, name in ((int, "an integer"), (float, "a number")):
+        if isinstance(current, kind):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ValueError(f"--config_overrides: {key} takes {name}, got {text!r}") from None
+    if current is None:
+        if lowered in ("none", "null"):
+            return None
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+    return text
+
+
+def parse_config_overrides(config, overrides: str) -> dict:
+    """``"key=value,..."`` as ``{key: value}`` typed like ``config``'s settings; an unknown key, a pair without
+    ``=`` or a value of the wrong type is named with what is expected."""
+    settings = _overridable_settings(config)
+    parsed = {}
+    for pair in overrides.split(","):
+        if not pair.strip():  # a trailing comma
+            continue
+        key, equals, text = (part.strip() for part in pair.partition("="))
+        if not equals or not key:
+            raise ValueError(f"--config_overrides: {pair!r} is not key=value; give comma-separated pairs, e.g. "
+                             f"{OVERRIDES_EXAMPLE}")
+        if key not in settings:
+            close = difflib.get_close_matches(key, settings, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(
+                f"--config_overrides: cannot set {key!r} on the {config.model_type} config{hint}; valid keys are "
+                f"{', '.join(sorted(settings))}"
+            )
+        parsed[key] = _override_value(key, text, settings[key])
+    return parsed
+
+
 def apply_config_overrides(config, overrides: str | None, logger: logging.Logger) -> None:
     """``"key=value,..."`` onto ``config``; a GLM config then checks the values (a bad one names its field)."""
     if not overrides:
         return
     logger.info("Overriding config: %s", overrides)
-    config.update_from_string(overrides)
+    config.update(parse_config_overrides(config, overrides))
     if hasattr(config, "validate_architecture"):
-        config.validate_architecture()
+        try:
+            config.validate_architecture()
+        except ValueError as err:
+            raise ValueError(f"--config_overrides {overrides!r}: {err}") from err
 
 
 def check_max_steps(training_args) -> None:

@@ -397,3 +397,253 @@ def test_predict_checks_its_input_file_the_same_way(tmp_path):
     with pytest.raises(ValueError, match=rf"--input {re.escape(empty)} holds only its header line"):
         cli(["predict", "--model", model, "--input", empty])
     assert sorted(os.listdir(tmp_path)) == ["empty.csv", "texts.txt"]  # no predictions file, empty or not
+
+
+# ------------------------------------------------------------------ model sources: paths, weights files, Hub ids
+def _snapshot(folder):
+    """Every file under ``folder`` with its size and modification time, to show that nothing was changed."""
+    paths = [os.path.join(root, name) for root, _, names in os.walk(folder) for name in names]
+    return {path: (os.stat(path).st_size, os.stat(path).st_mtime_ns) for path in paths}
+
+
+def _glm_folder(path, tokenizer, model_class_name="GLMForPreTraining"):
+    import glm_hf
+
+    getattr(glm_hf, model_class_name)(_tiny_config(tokenizer)).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+def _finetune_from(tmp_path, train_file, *model_flags):
+    return [
+        *model_flags, "--train_file", train_file, "--do_train", "--output_dir", str(tmp_path / "out"),
+        "--max_seq_length", "32", "--max_steps", "1", "--use_cpu", "--report_to", "none", "--run_baseline", "false",
+    ]
+
+
+@pytest.mark.parametrize(
+    "flag, missing",
+    [("--model_name_or_path", "{tmp}/no_such_model"), ("--tokenizer_name", "./no_such_tokenizer"),
+     ("--config_name", "no/such/config"), ("--model_name_or_path", "no_such_model/")],
+)
+def test_finetuning_names_a_model_path_that_does_not_exist(tmp_path, tiny_tokenizer_dir, flag, missing):
+    from glm_hf import finetuning
+
+    missing = missing.format(tmp=tmp_path)
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    model_flags = {"--model_name_or_path": [flag, missing, "--tokenizer_name", tiny_tokenizer_dir],
+                   "--tokenizer_name": ["--model_size", "tiny", flag, missing],
+                   "--config_name": [flag, missing, "--tokenizer_name", tiny_tokenizer_dir]}[flag]
+    with pytest.raises(ValueError, match=rf"^{flag} {re.escape(missing)}: no such folder$"):
+        finetuning.main(_finetune_from(tmp_path, train_file, *model_flags))
+    assert sorted(os.listdir(tmp_path)) == ["train.csv"]
+
+
+def test_pretraining_predict_and_convert_name_a_model_path_that_does_not_exist(tmp_path, capsys):
+    from glm_hf import pretraining
+    from glm_hf.cli import main as cli
+
+    missing = str(tmp_path / "no_such_model")
+    with pytest.raises(ValueError, match=rf"^--model_name_or_path {re.escape(missing)}: no such folder$"):
+        pretraining.main(["--model_name_or_path", missing, "--dataset_name", "embedded", "--max_steps", "1",
+                          "--output_dir", str(tmp_path / "out"), "--use_cpu", "--report_to", "none"])
+    texts = tmp_path / "texts.txt"
+    texts.write_text("很好\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^--model {re.escape(missing)}: no such folder$"):
+        cli(["predict", "--model", missing, "--input", str(texts)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["convert-bert", missing, str(tmp_path / "glm")])
+    assert exit_info.value.code == 2
+    assert f"src {missing}: no such folder" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["texts.txt"]
+
+
+def test_a_folder_without_the_files_asked_for_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=rf"^--tokenizer_name {re.escape(str(empty))}: no tokenizer in the folder"):
+        finetuning.main(_finetune_from(tmp_path, train_file, "--model_size", "tiny", "--tokenizer_name", str(empty)))
+    # A tokenizer folder given as the model: transformers would say "Unrecognized model ... should have a model_type".
+    with pytest.raises(ValueError, match=rf"^--model_name_or_path {re.escape(tiny_tokenizer_dir)}: no config.json in "
+                                         "the folder, so not a model folder"):
+        finetuning.main(_finetune_from(tmp_path, train_file, "--model_name_or_path", tiny_tokenizer_dir))
+    assert sorted(os.listdir(tmp_path)) == ["empty", "train.csv"] and os.listdir(empty) == []
+
+
+def test_a_hub_id_that_cannot_be_reached_says_so(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    import huggingface_hub.constants
+
+    from glm_hf import finetuning
+
+    # Offline mode: the Hub is not reached (as on a machine without network), and the test does not wait on retries.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    with pytest.raises(ValueError, match=r"^--model_name_or_path someone/glm-not-cached: no such folder, and the "
+                                         r"Hugging Face Hub could not be reached to download it as a Hub id"):
+        finetuning.main(_finetune_from(tmp_path, train_file, "--model_name_or_path", "someone/glm-not-cached",
+                                       "--tokenizer_name", tiny_tokenizer_dir))
+    assert sorted(os.listdir(tmp_path)) == ["train.csv"]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "missing"])
+def test_a_weights_file_cut_short_or_missing_is_named(tmp_path, tiny_tokenizer, damage):
+    from glm_hf import finetuning
+
+    model_dir = _glm_folder(tmp_path / "model", tiny_tokenizer)
+    weights = os.path.join(model_dir, "model.safetensors")
+    if damage == "missing":
+        os.remove(weights)
+        expected = rf"--model_name_or_path {re.escape(model_dir)}: the folder has config.json but no weights file"
+    else:
+        with open(weights, "r+b") as f:
+            f.truncate(0 if damage == "empty" else os.path.getsize(weights) // 2)
+        expected = rf"--model_name_or_path {re.escape(weights)} is cut short or corrupt \(.+\); re-download or re-save"
+    before = _snapshot(model_dir)
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    with pytest.raises(ValueError, match=expected):
+        finetuning.main(_finetune_from(tmp_path, train_file, "--model_name_or_path", model_dir))
+    assert _snapshot(model_dir) == before
+    assert not (tmp_path / "out").exists()
+
+
+def test_predict_push_and_convert_refuse_a_weights_file_cut_short(tmp_path, tiny_tokenizer, monkeypatch, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    from glm_hf import hub
+    from glm_hf.cli import main as cli
+
+    classifier = _glm_folder(tmp_path / "classifier", tiny_tokenizer, "GLMForSequenceClassification")
+    weights = os.path.join(classifier, "model.safetensors")
+    with open(weights, "r+b") as f:
+        f.truncate(100)
+    texts = tmp_path / "texts.txt"
+    texts.write_text("很好\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"^--model {re.escape(weights)} is cut short or corrupt"):
+        cli(["predict", "--model", classifier, "--input", str(texts)])
+    monkeypatch.setattr(hub, "HfApi", _never_run)
+    with pytest.raises(ValueError, match=rf"{re.escape(weights)} is cut short or corrupt"):
+        cli(["push", classifier, "--repo_id", "someone/glm"])
+
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    save_file({"embeddings.word_embeddings.weight": torch.zeros(2, 2)}, str(bert / "model.safetensors"))
+    for text, problem in [('{"model_type": "bert",', "not valid JSON"),
+                          ('{"model_type": "glm_hf"}', "model_type must be 'bert', got 'glm_hf': not a BERT config"),
+                          ("[1, 2]", "holds a JSON list, not a BERT config")]:
+        (bert / "config.json").write_text(text, encoding="utf-8")
+        with pytest.raises(SystemExit) as exit_info:
+            cli(["convert-bert", str(bert), str(tmp_path / "glm")])
+        assert exit_info.value.code == 2
+        assert f"{bert / 'config.json'}: {problem}" in capsys.readouterr().err
+    assert not (tmp_path / "glm").exists() and not (tmp_path / "texts.predictions.csv").exists()
+
+
+# ------------------------------------------------------------------------------------------ --config_overrides
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ("hiden_size=64", r"--config_overrides: cannot set 'hiden_size' on the glm_hf config \(did you mean "
+                          r"hidden_size\?\); valid keys are attention_probs_dropout_prob, .*hidden_size, "),
+        ("hidden_dropout_prob=0.1,hidden_size", r"--config_overrides: 'hidden_size' is not key=value; give "
+                                                r"comma-separated pairs"),
+        ("num_hidden_layers=two", r"--config_overrides: num_hidden_layers takes an integer, got 'two'"),
+        ("hidden_dropout_prob=high", r"--config_overrides: hidden_dropout_prob takes a number, got 'high'"),
+        ("tie_word_embeddings=maybe", r"--config_overrides: tie_word_embeddings takes true or false, got 'maybe'"),
+        ("to_dict=1", r"--config_overrides: cannot set 'to_dict' on the glm_hf config"),
+    ],
+)
+def test_a_bad_config_override_names_the_key_and_what_it_takes(tmp_path, tiny_tokenizer_dir, overrides, message):
+    from glm_hf import finetuning
+
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    with pytest.raises(ValueError, match=f"^{message}"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
+                                        "--config_overrides", overrides))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_config_override_of_an_unset_setting_is_read_as_a_value(tiny_config):
+    import logging
+
+    from glm_hf.training_setup import apply_config_overrides
+
+    # transformers' update_from_string refuses settings whose default is None ("You can only update int, float...").
+    apply_config_overrides(tiny_config, "classifier_dropout=0.2,problem_type=regression,", logging.getLogger(__name__))
+    assert (tiny_config.classifier_dropout, tiny_config.problem_type) == (0.2, "regression")
+
+
+# ----------------------------------------------------------------------------- glm-hf push: links, predictions
+class _RecordingHfApi:
+    """Stands in for huggingface_hub.HfApi: records what would be committed; nothing reaches the network."""
+
+    commits = []
+
+    def __init__(self, token=None):
+        pass
+
+    def create_repo(self, repo_id, **kwargs):
+        return None
+
+    def create_commit(self, repo_id, operations, **kwargs):
+        type(self).commits.append(sorted(operation.path_in_repo for operation in operations))
+        return "commit"
+
+
+@pytest.fixture
+def recording_hub(monkeypatch):
+    from glm_hf import hub
+
+    monkeypatch.setattr(_RecordingHfApi, "commits", [])
+    monkeypatch.setattr(hub, "HfApi", _RecordingHfApi)
+    return _RecordingHfApi
+
+
+def test_push_refuses_a_link_to_a_file_outside_the_folder(tmp_path, tiny_tokenizer, recording_hub):
+    from glm_hf.cli import main as cli
+
+    folder = _glm_folder(tmp_path / "model", tiny_tokenizer, "GLMForSequenceClassification")
+    secret = tmp_path / "home" / "notes.txt"
+    _touch(str(secret), "private")
+    os.symlink(secret, os.path.join(folder, "notes.txt"))
+    with pytest.raises(ValueError, match=rf"^{re.escape(os.path.join(folder, 'notes.txt'))} is a symbolic link to "
+                                         rf"{re.escape(str(secret))}, outside {re.escape(folder)}: glm-hf push does "
+                                         "not upload files from outside the folder"):
+        cli(["push", folder, "--repo_id", "someone/glm"])
+    os.remove(os.path.join(folder, "notes.txt"))
+    os.symlink(tmp_path / "home", os.path.join(folder, "extra"))  # a linked folder, the same
+    with pytest.raises(ValueError, match=r"extra is a symbolic link to .*home, outside"):
+        cli(["push", folder, "--repo_id", "someone/glm"])
+    assert recording_hub.commits == []
+
+    os.remove(os.path.join(folder, "extra"))
+    os.symlink(os.path.join(folder, "gone.json"), os.path.join(folder, "dangling.json"))
+    with pytest.raises(ValueError, match=r"dangling.json is a symbolic link to .*gone.json, which does not exist"):
+        cli(["push", folder, "--repo_id", "someone/glm"])
+    os.remove(os.path.join(folder, "dangling.json"))
+    assert recording_hub.commits == []
+
+    # A link that stays inside the folder is uploaded as the file it points to.
+    os.symlink(os.path.join(folder, "config.json"), os.path.join(folder, "config_copy.json"))
+    assert cli(["push", folder, "--repo_id", "someone/glm"]) == 0
+    assert "config_copy.json" in recording_hub.commits[0]
+    assert secret.read_text(encoding="utf-8") == "private"
+
+
+def test_push_leaves_out_the_test_predictions_unless_asked(tmp_path, tiny_tokenizer, recording_hub, capsys):
+    from glm_hf.cli import main as cli
+
+    folder = _glm_folder(tmp_path / "model", tiny_tokenizer, "GLMForSequenceClassification")
+    _touch(os.path.join(folder, "predict_results.csv"), "text,label,predicted_label\n这本书写得非常好,1,1\n")
+    before = _snapshot(folder)
+    assert cli(["push", folder, "--repo_id", "someone/glm"]) == 0
+    assert "predict_results.csv" not in recording_hub.commits[0]
+    assert "left out predict_results.csv (every test text with its prediction); pass --include_predictions" in (
+        capsys.readouterr().err
+    )
+    assert cli(["push", folder, "--repo_id", "someone/glm", "--include_predictions"]) == 0
+    assert "predict_results.csv" in recording_hub.commits[1]
+    assert _snapshot(folder) == before
