@@ -20,6 +20,10 @@ Outputs in ``--output_dir``, as the HF example scripts write them: the model (wi
 ``all_results.json``, ``trainer_state.json``; plus ``predict_results.csv`` (texts, labels, predicted labels and scores),
 ``confusion_matrix.png``, ``loss_curve.png``, ``baseline_results.json`` (TF-IDF baseline on the same splits) and the
 model card ``README.md``. ``--push_to_hub`` uploads the folder through ``Trainer`` with that card.
+
+The output folder belongs to one run (:mod:`glm_hf.run_folder`): the same command again resumes its newest complete
+checkpoint, another run is refused unless ``--overwrite_output_dir`` (which first removes that run's recorded
+outputs), and a second run while one is writing the folder stops at once.
 """
 
 import csv

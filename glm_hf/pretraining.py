@@ -19,7 +19,8 @@ gradient-accumulation micro-batches): MLM over masked tokens, NSP/SOP over pairs
 
 The output folder holds the model (with its code, loadable with ``AutoModelForPreTraining`` or any other head),
 the tokenizer, ``train_results.json`` / ``eval_results.json`` / ``all_results.json``, ``loss_curve.png`` and a
-model card (``README.md``).
+model card (``README.md``). It belongs to one run (:mod:`glm_hf.run_folder`): the same command again resumes its
+newest complete checkpoint, another run is refused unless ``--overwrite_output_dir``.
 """
 
 import logging

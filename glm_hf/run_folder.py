@@ -45,7 +45,7 @@ RECIPE_OUTPUT_NAMES = frozenset({
 # --num_train_epochs may grow on a resume, as Trainer allows).
 SHAPING_TRAINING_ARGUMENTS = (
     "seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay",
-    "lr_scheduler_type", "warmup_steps", "max_grad_norm", "optim", "adam_beta1", "adam_beta2", "adam_epsilon",
+    "lr_scheduler_type", "warmup_steps", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
 )
 
 
@@ -107,14 +107,23 @@ def run_identity(command: str, task, labels, model: str | None, data: dict, argu
 
 
 def describe_differences(recorded: dict, wanted: dict) -> str:
-    differences = []
-    for key in ("command", "task", "labels", "model", "data"):
-        if recorded.get(key) != wanted.get(key):
-            differences.append(f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}")
+    """``labels ['0', '1'] -> ['neg', 'pos']; --train_file: other data; ...`` (the first few differences)."""
+    differences = [
+        f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}"
+        for key in ("command", "task", "labels", "model")
+        if recorded.get(key) != wanted.get(key)
+    ]
+    old_data, new_data = recorded.get("data") or {}, wanted.get("data") or {}
+    differences += [f"--{flag}: other data" for flag in sorted(set(old_data) | set(new_data))
+                    if old_data.get(flag) != new_data.get(flag)]
+    model_flags = ("model_name_or_path", "model_size", "config_name")  # already said by "model"
     old_arguments, new_arguments = recorded.get("arguments") or {}, wanted.get("arguments") or {}
-    for name in sorted(set(old_arguments) | set(new_arguments)):
-        if old_arguments.get(name) != new_arguments.get(name):
-            differences.append(f"--{name} {old_arguments.get(name)!r} -> {new_arguments.get(name)!r}")
+    differences += [
+        f"--{name} {old_arguments.get(name)!r} -> {new_arguments.get(name)!r}"
+        for name in sorted(set(old_arguments) | set(new_arguments))
+        if old_arguments.get(name) != new_arguments.get(name)
+        and not (name in model_flags and recorded.get("model") != wanted.get("model"))
+    ]
     shown = differences[:4] + ([f"{len(differences) - 4} more"] if len(differences) > 4 else [])
     return "; ".join(shown)
 
@@ -274,7 +283,7 @@ class RunFolder:
             return
         try:
             written = self._entries_written_since(self.started)
-            if error_type is not None and self.new_record and not written and not self.record.get("outputs"):
+            if error_type is not None and self.owns_nothing_yet and not written and not self.record.get("outputs"):
                 self._forget_the_run()  # it failed before writing anything: leave the folder as it was
             elif self.record is not None:
                 if error_type is None and self.training_args.do_train:
@@ -308,8 +317,9 @@ class RunFolder:
                 _remove_entry(os.path.join(self.output_dir, name))
             if removals:
                 logger.warning("--overwrite_output_dir: removed the previous run's %s", ", ".join(sorted(removals)))
-            self.started = time.time()
-            self.new_record = record is not None and not record.get("outputs") and record["kept"] == self._entries()
+            # The lock file was just written: later files of this run have that mtime or a later one (same clock).
+            self.started = os.stat(os.path.join(self.output_dir, LOCK_FILE)).st_mtime
+            self.owns_nothing_yet = self.training_args.do_train and not record.get("outputs")
             self.record = record
             if record is not None:
                 self._write_record()
@@ -333,18 +343,17 @@ class RunFolder:
             return [], record
         if record is None:
             self._refuse_unrecorded_outputs(entries)
-            return [], self._new_record(kept=entries)
+            return [], self._new_record(entries)
         recorded = {key: record.get(key) for key in self.identity}
         if not self.overwrite:
             if recorded != self.identity:
                 differences = describe_differences(recorded, self.identity)
                 raise ValueError(
                     f"--output_dir {self.output_dir} holds another run ({differences}); nothing was written -- give "
-                    "another --output_dir, or pass --overwrite_output_dir to replace "
-                    "that run's outputs"
+                    "another --output_dir, or pass --overwrite_output_dir to replace that run's outputs"
                 )
             logger.info("%s holds this run (%s): continuing it", self.output_dir, record.get("status"))
-            return [], {**record, **self._new_record(kept=record.get("kept", [])), "outputs": record.get("outputs", [])}
+            return [], {**record, **self._new_record(record.get("kept", [])), "outputs": record.get("outputs", [])}
         explicit = self.training_args.resume_from_checkpoint
         spared = os.path.basename(os.path.normpath(explicit)) if isinstance(explicit, str) else None
         removals = [
@@ -352,7 +361,7 @@ class RunFolder:
             if _is_plain_entry(name) and name in entries and name != spared
         ]
         kept = [name for name in entries if name not in removals]
-        return removals, self._new_record(kept=kept)
+        return removals, self._new_record(kept)
 
     def _refuse_unrecorded_outputs(self, entries: list[str]) -> None:
         # Someone else's model or checkpoints: resuming them would mix two runs, and they are not ours to replace.
@@ -366,6 +375,8 @@ class RunFolder:
             )
 
     def _new_record(self, kept: list[str]) -> dict:
+        # Entries with a name the recipes write are not kept as the user's: the run will overwrite them, then own them.
+        kept = [name for name in kept if name not in RECIPE_OUTPUT_NAMES and not CHECKPOINT_PATTERN.match(name)]
         return {
             **self.identity,
             "status": "started",

@@ -228,8 +228,11 @@ def test_a_run_does_not_resume_or_relabel_another_runs_checkpoint(tmp_path, tiny
     before = _folder_state(out)
     other_labels = _write_csv(tmp_path / "other.csv", ["text,label", "好,pos", "差,neg", "行,pos", "坏,neg"])
     with pytest.raises(ValueError, match=rf"--output_dir {re.escape(str(out))} holds another run \(labels \['0', "
-                                         r"'1'\] -> \['neg', 'pos'\]; data .*\); nothing was written"):
+                                         r"'1'\] -> \['neg', 'pos'\]; --train_file: other data\); nothing was "
+                                         "written -- give another --output_dir, or pass --overwrite_output_dir"):
         finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, other_labels))
+    with pytest.raises(ValueError, match=r"holds another run \(--learning_rate 5e-05 -> 0.001\)"):
+        finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, first, "--learning_rate", "1e-3"))
     # Pretraining into a fine-tuning folder: another command.
     from glm_hf import pretraining
 
@@ -363,3 +366,21 @@ def test_resume_last_names_a_folder_without_a_complete_checkpoint(tmp_path):
     with pytest.raises(ValueError, match=r"checkpoint-3 cannot be resumed: model.safetensors is truncated or corrupt"):
         checkpoint_to_resume(args, logging.getLogger("test"))
     assert (tmp_path / "checkpoint-3" / "model.safetensors").read_text(encoding="utf-8") == "cut"
+
+
+def test_a_run_that_fails_before_writing_leaves_no_record(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    from glm_hf import finetuning
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(finetuning, "train", out_of_memory)
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
+    assert not (tmp_path / "out").exists()
+    _touch(str(tmp_path / "mine" / "notes.txt"), "keep")
+    with pytest.raises(RuntimeError, match="out of memory"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
+                                        "--output_dir", str(tmp_path / "mine")))
+    assert sorted(os.listdir(tmp_path / "mine")) == ["_glm_run.lock", "notes.txt"]  # the lock file alone is left
