@@ -338,6 +338,8 @@ class RunFolder:
 
     def _plan(self) -> tuple[list[str], dict | None]:
         """(entries to remove, the run record to write) -- or a ValueError naming the folder and what is wrong."""
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ValueError(f"--output_dir {self.output_dir} is a file, not a folder; give a folder for the run")
         record, entries = read_run_record(self.output_dir), self._entries()
         if not self.training_args.do_train:
             return [], record

@@ -317,6 +317,10 @@ def test_a_second_run_into_a_folder_in_use_stops_at_once(tmp_path, tiny_tokenize
         with pytest.raises(ValueError, match=rf"--output_dir {re.escape(str(out))} is in use by another run \(pid "
                                              r"4242 on node7, started 2026-11-30 01:00:00: glm-hf finetune A\)"):
             finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
+        flags = _finetune_flags(tmp_path, tiny_tokenizer_dir, train_file)
+        evaluation_only = [flag for flag in flags if flag != "--do_train"]
+        with pytest.raises(ValueError, match="is in use by another run"):
+            finetuning.main([*evaluation_only, "--validation_file", train_file, "--do_eval"])
     assert os.listdir(out) == [LOCK_FILE]
     # A process killed while holding the lock leaves no stale lock behind: the kernel releases it.
     holder = subprocess.Popen([sys.executable, "-c", (
@@ -384,3 +388,13 @@ def test_a_run_that_fails_before_writing_leaves_no_record(tmp_path, tiny_tokeniz
         finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
                                         "--output_dir", str(tmp_path / "mine")))
     assert sorted(os.listdir(tmp_path / "mine")) == ["_glm_run.lock", "notes.txt"]  # the lock file alone is left
+
+
+def test_an_output_dir_that_is_a_file_is_named(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    _touch(str(tmp_path / "out"), "not a folder")
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    with pytest.raises(ValueError, match=rf"--output_dir {re.escape(str(tmp_path / 'out'))} is a file, not a folder"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
+    assert (tmp_path / "out").read_text(encoding="utf-8") == "not a folder"
