@@ -63,6 +63,8 @@ def checkpoint_to_resume(training_args, logger: logging.Logger):
     newest checkpoint in output_dir when training (none with ``--overwrite_output_dir``), so that running the same
     command again resumes. Checkpoints cut mid-write are skipped (named in a warning); one given by path is refused."""
     resume_from_checkpoint = training_args.resume_from_checkpoint
+    if not training_args.do_train:  # evaluation alone resumes nothing
+        return resume_from_checkpoint
     if resume_from_checkpoint in ("last", "latest", "true", "True"):
         last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint is None:
@@ -78,7 +80,7 @@ def checkpoint_to_resume(training_args, logger: logging.Logger):
         if reason is not None:
             raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint} cannot be resumed: {reason}")
         return resume_from_checkpoint
-    if training_args.do_train and not getattr(training_args, "overwrite_output_dir", False):
+    if not getattr(training_args, "overwrite_output_dir", False):
         last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
             logger.warning("Checkpoint detected, resuming training at %s", last_checkpoint)
