@@ -20,6 +20,10 @@ Outputs in ``--output_dir``, as the HF example scripts write them: the model (wi
 ``all_results.json``, ``trainer_state.json``; plus ``predict_results.csv`` (texts, labels, predicted labels and scores),
 ``confusion_matrix.png``, ``loss_curve.png``, ``baseline_results.json`` (TF-IDF baseline on the same splits) and the
 model card ``README.md``. ``--push_to_hub`` uploads the folder through ``Trainer`` with that card.
+
+The output folder belongs to one run (:mod:`glm_hf.run_folder`): the same command again resumes its newest complete
+checkpoint, another run is refused unless ``--overwrite_output_dir`` (which first removes that run's recorded
+outputs), and a second run while one is writing the folder stops at once.
 """
 
 import csv
@@ -54,6 +58,7 @@ from .data_files import (
 )
 from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
 from .model_sources import from_pretrained
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
 from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -691,7 +696,7 @@ class ClassificationTrainer(Trainer):
 def main(argv: list[str] | None = None) -> dict:
     """The command line: flags (or one .json/.yaml file) -> :func:`finetune`."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return finetune(*parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv))
+    return finetune(*parse_args((ModelArguments, DataTrainingArguments, RecipeTrainingArguments), argv))
 
 
 def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments) -> dict:
@@ -701,9 +706,9 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
     check_max_steps(training_args)
-    resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
     set_seed(training_args.seed)
 
+    # Data, tokenizer and model are read and checked before the output folder is touched: bad input leaves nothing.
     raw, task, data_description, split_notes = prepare_splits(data_args, model_args, training_args)
     tokenizer = load_tokenizer(model_args)
     config, model, label2id = build_config_and_model(model_args, task, tokenizer, data_args.max_seq_length)
@@ -715,20 +720,61 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
         class_label=label_feature if isinstance(label_feature, ClassLabel) else None,
     )
     tokenized = tokenize_splits(raw, task, tokenizer, label_encoder, data_args, training_args)
-    trainer = ClassificationTrainer(
-        model=model,
-        args=training_args,
-        train_dataset=tokenized.get("train") if training_args.do_train else None,
-        eval_dataset=tokenized.get("validation") if training_args.do_eval else None,
-        processing_class=tokenizer,
-        data_collator=None
-        if data_args.pad_to_max_length
-        else DataCollatorWithPadding(
-            tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
-        ),
-        compute_metrics=build_compute_metrics(task.problem_type, task.label_names),
+    prepared = PreparedData(raw, tokenized, task, label_encoder, data_description, split_notes)
+    with RunFolder(training_args, finetuning_run_identity(model_args, data_args, training_args, task)) as run_folder:
+        resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
+        trainer = ClassificationTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=tokenized.get("train") if training_args.do_train else None,
+            eval_dataset=tokenized.get("validation") if training_args.do_eval else None,
+            processing_class=tokenizer,
+            data_collator=None
+            if data_args.pad_to_max_length
+            else DataCollatorWithPadding(
+                tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
+            ),
+            compute_metrics=build_compute_metrics(task.problem_type, task.label_names),
+            callbacks=[run_folder.callback],
+        )
+        return train_evaluate_predict(trainer, model_args, data_args, prepared, config, resume_from_checkpoint)
+
+
+@dataclass
+class PreparedData:
+    """The checked splits, raw and tokenized, the task they define and how the card describes them."""
+
+    raw: DatasetDict
+    tokenized: DatasetDict
+    task: "TaskSpec"
+    label_encoder: "LabelEncoder"
+    data_description: str
+    split_notes: list[str]
+
+
+def finetuning_run_identity(model_args, data_args, training_args, task: "TaskSpec") -> dict:
+    """What this run is, for its output folder: a rerun of the same resumes it, another run is refused."""
+    operational = (
+        "cache_dir", "token", "trust_remote_code", "train_file", "validation_file", "test_file",
+        "preprocessing_num_workers", "overwrite_cache", "run_baseline", "max_eval_samples", "max_predict_samples",
+    )
+    return run_identity(
+        "finetune",
+        {"problem_type": task.problem_type, "text_columns": task.text_columns, "label_column": task.label_column},
+        task.label_names,
+        model_args.model_name_or_path or model_args.config_name or model_args.model_size,
+        data_fingerprint({"train_file": data_args.train_file, "validation_file": data_args.validation_file,
+                          "test_file": data_args.test_file, "dataset_name": data_args.dataset_name}),
+        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
     )
 
+
+def train_evaluate_predict(
+    trainer: Trainer, model_args, data_args, prepared: PreparedData, config, resume_from_checkpoint
+) -> dict:
+    """Train / evaluate / predict into the claimed output folder, then the plots, baseline and card."""
+    training_args = trainer.args
+    raw, tokenized, task, label_encoder = prepared.raw, prepared.tokenized, prepared.task, prepared.label_encoder
     all_metrics: dict = {}
     if training_args.do_train:
         all_metrics.update(train(trainer, resume_from_checkpoint))
@@ -744,7 +790,8 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
     if is_main and training_args.do_train:
         write_card(
             training_args.output_dir, model_args, data_args, training_args, task, raw, all_metrics, baseline, plots,
-            data_description, split_notes, hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None,
+            prepared.data_description, prepared.split_notes,
+            hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None,
         )
     if training_args.push_to_hub and training_args.do_train:
         trainer.push_to_hub(commit_message="End of training", blocking=True)

@@ -19,7 +19,8 @@ gradient-accumulation micro-batches): MLM over masked tokens, NSP/SOP over pairs
 
 The output folder holds the model (with its code, loadable with ``AutoModelForPreTraining`` or any other head),
 the tokenizer, ``train_results.json`` / ``eval_results.json`` / ``all_results.json``, ``loss_curve.png`` and a
-model card (``README.md``).
+model card (``README.md``). It belongs to one run (:mod:`glm_hf.run_folder`): the same command again resumes its
+newest complete checkpoint, another run is refused unless ``--overwrite_output_dir``.
 """
 
 import logging
@@ -56,6 +57,7 @@ from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
 from .model_sources import from_pretrained
 from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
 from .training_setup import (
     apply_config_overrides,
     check_max_steps,
@@ -708,7 +710,9 @@ def main(argv: list[str] | None = None) -> dict:
     """The command line: flags (or one .json/.yaml file) -> :func:`pretrain`. Without --do_train/--do_eval on the
     command line, it trains and then evaluates."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    model_args, data_args, training_args = parse_args((ModelArguments, DataTrainingArguments, TrainingArguments), argv)
+    model_args, data_args, training_args = parse_args(
+        (ModelArguments, DataTrainingArguments, RecipeTrainingArguments), argv
+    )
     if not is_args_file(argv) and not {"--do_train", "--do_eval"} & {arg.split("=")[0] for arg in argv}:
         training_args.do_train = training_args.do_eval = True
     return pretrain(model_args, data_args, training_args)
@@ -722,8 +726,6 @@ def pretrain(
 ) -> dict:
     """Pretrain; returns the final metrics (train and eval, as in ``all_results.json``)."""
     configure_run(data_args, training_args)
-    resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
-
     set_seed(training_args.seed)
 
     tokenizer = from_pretrained(
@@ -733,19 +735,52 @@ def pretrain(
         cache_dir=model_args.cache_dir,
         trust_remote_code=model_args.trust_remote_code,
     )
-    rtd = data_args.objective == "rtd"
     collator = build_collator(data_args, tokenizer, training_args.seed)
+    # The data is read and checked before the output folder is touched: bad data leaves nothing behind.
     train_dataset, eval_dataset, stats = build_datasets(data_args, model_args, training_args, tokenizer, collator)
     logger.info("Training examples: %s", stats["train_examples"])
     if training_args.do_eval and eval_dataset is None:
         logger.warning("No validation data (validation_split_percentage=0 and no validation_file): no evaluation")
         training_args.do_eval = False
 
-    model = build_model(model_args, data_args, tokenizer)
+    model = build_model(model_args, data_args, tokenizer)  # its config checked, too, before the folder is touched
+    with RunFolder(training_args, pretraining_run_identity(model_args, data_args, training_args)) as run_folder:
+        resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
+        callbacks = [run_folder.callback, *(extra_callbacks or [])]
+        return pretrain_on(
+            model, model_args, data_args, training_args, tokenizer, collator, (train_dataset, eval_dataset, stats),
+            resume_from_checkpoint, callbacks,
+        )
+
+
+def pretraining_run_identity(model_args, data_args, training_args) -> dict:
+    """What this run is, for its output folder: a rerun of the same resumes it, another run is refused."""
+    operational = (
+        "cache_dir", "trust_remote_code", "train_file", "validation_file", "preprocessing_num_workers",
+        "overwrite_cache", "max_eval_samples",
+    )
+    return run_identity(
+        "pretrain",
+        data_args.objective,
+        None,
+        model_args.model_name_or_path or model_args.config_name or model_args.model_size,
+        data_fingerprint({"dataset_name": data_args.dataset_name, "train_file": data_args.train_file,
+                          "validation_file": data_args.validation_file}),
+        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
+    )
+
+
+def pretrain_on(
+    model, model_args, data_args, training_args, tokenizer, collator, datasets_and_stats: tuple,
+    resume_from_checkpoint, callbacks: list,
+) -> dict:
+    """Build the trainer, then train / evaluate into the claimed output folder."""
+    train_dataset, eval_dataset, stats = datasets_and_stats
+    rtd = data_args.objective == "rtd"
     has_generator = rtd and model.config.generator_num_hidden_layers > 0
     if rtd and not has_generator:  # the statistical generator: the training text's unigram distribution
         model.set_generator_distribution(torch.from_numpy(unigram_distribution(train_dataset["input_ids"], tokenizer)))
-    callbacks = [MaskingEpochCallback(collator), *(extra_callbacks or [])]
+    callbacks = [MaskingEpochCallback(collator), *callbacks]
     if data_args.mlm_probability_end is not None:
         callbacks.append(MaskingRateCallback(collator, data_args.mlm_probability, data_args.mlm_probability_end))
     compute_metrics = preprocess = None

@@ -9,7 +9,8 @@ import sys
 import datasets
 import transformers
 from transformers import HfArgumentParser
-from transformers.trainer_utils import get_last_checkpoint
+
+from .run_folder import incomplete_checkpoint_reason, last_complete_checkpoint
 
 
 def is_args_file(argv: list[str]) -> bool:
@@ -130,13 +131,29 @@ def check_max_steps(training_args) -> None:
 
 def checkpoint_to_resume(training_args, logger: logging.Logger):
     """``--resume_from_checkpoint`` as given (``last``/``latest``/``true``: the newest in output_dir); without it, the
-    newest checkpoint in output_dir when training, so that running the same command again resumes."""
+    newest checkpoint in output_dir when training (none with ``--overwrite_output_dir``), so that running the same
+    command again resumes. Checkpoints cut mid-write are skipped (named in a warning); one given by path is refused."""
     resume_from_checkpoint = training_args.resume_from_checkpoint
+    if not training_args.do_train:  # evaluation alone resumes nothing
+        return resume_from_checkpoint
     if resume_from_checkpoint in ("last", "latest", "true", "True"):
-        return True
-    if resume_from_checkpoint is None and training_args.do_train and os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+        last_checkpoint = last_complete_checkpoint(training_args.output_dir)
+        if last_checkpoint is None:
+            raise ValueError(
+                f"--resume_from_checkpoint {resume_from_checkpoint}: {training_args.output_dir} holds no complete "
+                "checkpoint to resume from; run without it to start training"
+            )
+        return last_checkpoint
+    if resume_from_checkpoint is not None:
+        reason = incomplete_checkpoint_reason(resume_from_checkpoint) if os.path.isdir(resume_from_checkpoint) else (
+            "it is not a folder"
+        )
+        if reason is not None:
+            raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint} cannot be resumed: {reason}")
+        return resume_from_checkpoint
+    if not getattr(training_args, "overwrite_output_dir", False):
+        last_checkpoint = last_complete_checkpoint(training_args.output_dir)
         if last_checkpoint is not None:
             logger.warning("Checkpoint detected, resuming training at %s", last_checkpoint)
             return last_checkpoint
-    return resume_from_checkpoint
+    return None

@@ -206,7 +206,8 @@ def test_killed_run_resumes_from_its_last_checkpoint_to_the_same_state(corpus_di
         KILL_AT_STEP="5",
     )
     assert killed.returncode == -9, killed.stderr[-3000:]
-    assert sorted(os.listdir(tmp_path / "resumed")) == ["checkpoint-3"]  # killed at step 5: last checkpoint is 3
+    # killed at step 5: last checkpoint is 3 (beside the run's record and lock file)
+    assert sorted(os.listdir(tmp_path / "resumed")) == ["_glm_run.json", "_glm_run.lock", "checkpoint-3"]
     # Same command again: the last checkpoint is found and training resumes from it.
     main(base_args(corpus_dir, tokenizer_dir, tmp_path / "resumed", *common, "--resume_from_checkpoint", "last"))
 

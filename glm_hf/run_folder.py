@@ -1,0 +1,397 @@
+"""The output folder of a training run (fine-tuning, pretraining): what run it holds, who is writing it, what the
+run wrote there, and which of its checkpoints are whole.
+
+- A run record (``_glm_run.json``) says what a run is -- command, task and labels, model source, a fingerprint of
+  its data and of the arguments that shape the model -- and which entries of the folder the run wrote. Running the
+  same command again resumes; another run is refused, unless ``--overwrite_output_dir``, which removes the recorded
+  outputs of the previous run (and nothing else) before starting over.
+- An exclusive lock (``_glm_run.lock``, ``fcntl.flock``) is held for the whole run: a second run into the same folder
+  stops at once, naming the first. The kernel releases it when the process ends, so a killed run leaves no stale lock.
+- A checkpoint cut mid-write (no or unreadable ``trainer_state.json``, a truncated weights file) is skipped, with a
+  warning, in favour of the newest complete one.
+
+The ``_`` prefix keeps both files out of ``Trainer.push_to_hub`` uploads (it ignores ``_*``).
+"""
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import sys
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+
+from transformers import TrainerCallback, TrainingArguments
+
+logger = logging.getLogger(__name__)
+
+RUN_RECORD = "_glm_run.json"
+LOCK_FILE = "_glm_run.lock"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+# Fixed names the recipes write: in a folder without a run record they belong to someone else's run (or the user),
+# and a new run would overwrite them or resume from them.
+RECIPE_OUTPUT_NAMES = frozenset({
+    "config.json", "model.safetensors", "training_args.bin", "trainer_state.json", "README.md",
+    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
+    "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "predict_results.csv",
+    "baseline_results.json", "loss_curve.png", "confusion_matrix.png",
+})
+# Arguments of TrainingArguments that change the weights a run produces (not its length: --max_steps and
+# --num_train_epochs may grow on a resume, as Trainer allows).
+SHAPING_TRAINING_ARGUMENTS = (
+    "seed", "learning_rate", "per_device_train_batch_size", "gradient_accumulation_steps", "weight_decay",
+    "lr_scheduler_type", "warmup_steps", "max_grad_norm", "adam_beta1", "adam_beta2", "adam_epsilon",
+)
+
+
+@dataclass
+class RecipeTrainingArguments(TrainingArguments):
+    """``TrainingArguments`` plus ``--overwrite_output_dir``, which transformers v5 dropped."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Start over in an --output_dir that holds another (or the same) run: the outputs that run "
+                  "recorded are removed first; files no run recorded are kept."},
+    )
+
+
+# ------------------------------------------------------------------------------------------------- fingerprints
+def data_fingerprint(sources: dict[str, str | None]) -> dict[str, str]:
+    """``{flag: fingerprint}`` of the data: a local file by its content, a local folder by its files' names and sizes,
+    anything else (a Hub dataset name, an embedded corpus) by its name."""
+    fingerprints = {}
+    for flag, source in sources.items():
+        if source is None:
+            continue
+        if os.path.isfile(source):
+            digest = hashlib.sha256()
+            with open(source, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            fingerprints[flag] = f"sha256:{digest.hexdigest()}"
+        elif os.path.isdir(source):
+            listing = sorted(
+                (os.path.relpath(os.path.join(root, name), source), os.path.getsize(os.path.join(root, name)))
+                for root, _, names in os.walk(source)
+                for name in names
+            )
+            fingerprints[flag] = f"folder:{hashlib.sha256(json.dumps(listing).encode()).hexdigest()}"
+        else:
+            fingerprints[flag] = f"name:{source}"
+    return fingerprints
+
+
+def shaping_arguments(*argument_sets, leave_out: tuple[str, ...] = ()) -> dict:
+    """The values of the argument dataclasses that shape the model, JSON-safe (as the record reads them back)."""
+    values = {}
+    for arguments in argument_sets:
+        if isinstance(arguments, TrainingArguments):
+            values.update({name: getattr(arguments, name, None) for name in SHAPING_TRAINING_ARGUMENTS})
+        else:
+            values.update(asdict(arguments))
+    kept = {name: value for name, value in values.items() if name not in leave_out}
+    return json.loads(json.dumps(kept, default=str))
+
+
+def run_identity(command: str, task, labels, model: str | None, data: dict, arguments: dict) -> dict:
+    """What makes two runs the same run; compared key by key to say what differs."""
+    return json.loads(json.dumps(
+        {"command": command, "task": task, "labels": labels, "model": model, "data": data, "arguments": arguments},
+        default=str,
+    ))
+
+
+def describe_differences(recorded: dict, wanted: dict) -> str:
+    """``labels ['0', '1'] -> ['neg', 'pos']; --train_file: other data; ...`` (the first few differences)."""
+    differences = [
+        f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}"
+        for key in ("command", "task", "labels", "model")
+        if recorded.get(key) != wanted.get(key)
+    ]
+    old_data, new_data = recorded.get("data") or {}, wanted.get("data") or {}
+    differences += [f"--{flag}: other data" for flag in sorted(set(old_data) | set(new_data))
+                    if old_data.get(flag) != new_data.get(flag)]
+    model_flags = ("model_name_or_path", "model_size", "config_name")  # already said by "model"
+    old_arguments, new_arguments = recorded.get("arguments") or {}, wanted.get("arguments") or {}
+    differences += [
+        f"--{name} {old_arguments.get(name)!r} -> {new_arguments.get(name)!r}"
+        for name in sorted(set(old_arguments) | set(new_arguments))
+        if old_arguments.get(name) != new_arguments.get(name)
+        and not (name in model_flags and recorded.get("model") != wanted.get("model"))
+    ]
+    shown = differences[:4] + ([f"{len(differences) - 4} more"] if len(differences) > 4 else [])
+    return "; ".join(shown)
+
+
+# --------------------------------------------------------------------------------------------------- checkpoints
+def incomplete_checkpoint_reason(checkpoint: str) -> str | None:
+    """Why ``checkpoint`` was cut mid-write, or None when it is whole: Trainer writes ``trainer_state.json`` last,
+    and every weights file must parse to its full length (a safetensors header names its size; torch files are zip
+    archives, whose directory is at the end)."""
+    from safetensors import safe_open
+
+    try:
+        with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as f:
+            json.load(f)
+    except (OSError, ValueError):
+        return "trainer_state.json is missing or unreadable"
+    for name in sorted(os.listdir(checkpoint)):
+        path = os.path.join(checkpoint, name)
+        if name.endswith(".safetensors"):
+            try:
+                with safe_open(path, "pt"):
+                    pass
+            except Exception as error:  # safetensors raises its own error type for a bad header or size
+                return f"{name} is truncated or corrupt ({error})"
+        elif name.endswith((".pt", ".bin", ".pth")) and not zipfile.is_zipfile(path):
+            return f"{name} is truncated or corrupt"
+    return None
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir`` that was written whole; newer, incomplete ones are named in a
+    warning and left in place (Trainer's rotation removes them later)."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted(
+        (int(match.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (match := CHECKPOINT_PATTERN.match(name)) and os.path.isdir(os.path.join(output_dir, name))
+    )
+    for _, name in reversed(steps):
+        checkpoint = os.path.join(output_dir, name)
+        reason = incomplete_checkpoint_reason(checkpoint)
+        if reason is None:
+            return checkpoint
+        logger.warning("Skipping the incomplete checkpoint %s (%s)", checkpoint, reason)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------- the lock
+def _describe_holder(lock_path: str) -> str:
+    try:
+        with open(lock_path, encoding="utf-8") as f:
+            holder = json.load(f)
+        return (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}: "
+                f"{holder.get('command')}")
+    except (OSError, ValueError):
+        return "a process that has not written its details yet"
+
+
+def acquire_lock(output_dir: str):
+    """Hold ``output_dir``'s lock file for this process (the open file; closing it releases the lock)."""
+    lock_path = os.path.join(output_dir, LOCK_FILE)
+    handle = open(lock_path, "a+", encoding="utf-8")  # "a+": create it without emptying the holder's details
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(
+            f"--output_dir {output_dir} is in use by another run ({_describe_holder(lock_path)}); wait for it to "
+            "finish or give another --output_dir"
+        ) from None
+    handle.truncate(0)
+    json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "command": " ".join(sys.argv)}, handle)
+    handle.flush()
+    return handle
+
+
+def refuse_if_locked(output_dir: str) -> None:
+    """Name the run holding ``output_dir`` before anything is written (the lock file is only read)."""
+    lock_path = os.path.join(output_dir, LOCK_FILE)
+    if not os.path.isfile(lock_path):
+        return
+    with open(lock_path, encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"--output_dir {output_dir} is in use by another run ({_describe_holder(lock_path)}); wait for it "
+                "to finish or give another --output_dir"
+            ) from None
+
+
+# ------------------------------------------------------------------------------------------------ the run folder
+def read_run_record(output_dir: str) -> dict | None:
+    path = os.path.join(output_dir, RUN_RECORD)
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        raise ValueError(
+            f"--output_dir {output_dir}: its run record {RUN_RECORD} is unreadable; nothing was written -- give "
+            "another --output_dir"
+        ) from None
+    return record if isinstance(record, dict) else {}
+
+
+def _is_plain_entry(name) -> bool:
+    """A record lists entries of its own folder only: a hand-edited one cannot name a path elsewhere."""
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and os.sep not in name
+
+
+def _remove_entry(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+class RecordCheckpoints(TrainerCallback):
+    """Adds each checkpoint to the run record as it is saved, so that a run killed before its end still owns them."""
+
+    def __init__(self, run_folder: "RunFolder"):
+        self.run_folder = run_folder
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and self.run_folder.record is not None:
+            self.run_folder.add_outputs([f"checkpoint-{state.global_step}"])
+
+
+class RunFolder:
+    """``with RunFolder(training_args, identity):`` around a run: claims ``--output_dir`` for it (refusing another
+    run's folder, or one that holds a model or checkpoints no run recorded), holds its lock, and records what the run
+    wrote. Training runs resume only the same run; ``--overwrite_output_dir`` first removes the previous run's
+    recorded outputs. Evaluation-only runs take the lock and add what they write to an existing record."""
+
+    def __init__(self, training_args: TrainingArguments, identity: dict):
+        self.training_args = training_args
+        self.output_dir = training_args.output_dir
+        self.identity = identity
+        self.overwrite = bool(getattr(training_args, "overwrite_output_dir", False))
+        self.record: dict | None = None
+        self.lock = None
+        self.callback = RecordCheckpoints(self)
+
+    def __enter__(self) -> "RunFolder":
+        # The main process decides; the others wait, then find the folder as it left it (e.g. without old checkpoints).
+        with self.training_args.main_process_first(local=False, desc="claiming the output folder"):
+            if self.training_args.process_index == 0:
+                self._claim()
+        return self
+
+    def __exit__(self, error_type, error, traceback) -> None:
+        if self.lock is None:
+            return
+        try:
+            written = self._entries_written_since(self.started)
+            if error_type is not None and self.owns_nothing_yet and not written and not self.record.get("outputs"):
+                self._forget_the_run()  # it failed before writing anything: leave the folder as it was
+            elif self.record is not None:
+                if error_type is None and self.training_args.do_train:
+                    self.record["status"] = "complete"
+                self.add_outputs(written)
+        finally:
+            self.lock.close()  # releases the lock; the lock file stays (removing it would race with a new run)
+            self.lock = None
+
+    def _forget_the_run(self) -> None:
+        os.remove(os.path.join(self.output_dir, RUN_RECORD))
+        self.record = None
+        if self.created_folder:
+            os.remove(os.path.join(self.output_dir, LOCK_FILE))
+            os.rmdir(self.output_dir)
+
+    def add_outputs(self, names: list[str]) -> None:
+        kept = set(self.record.get("kept", []))
+        self.record["outputs"] = sorted(set(self.record.get("outputs", [])) | (set(names) - kept))
+        self._write_record()
+
+    def _claim(self) -> None:
+        refuse_if_locked(self.output_dir)
+        self._plan()  # refusals come before anything is written
+        self.created_folder = not os.path.isdir(self.output_dir)
+        os.makedirs(self.output_dir, exist_ok=True)
+        self.lock = acquire_lock(self.output_dir)
+        try:
+            removals, record = self._plan()  # again under the lock: another run may have finished in between
+            for name in removals:
+                _remove_entry(os.path.join(self.output_dir, name))
+            if removals:
+                logger.warning("--overwrite_output_dir: removed the previous run's %s", ", ".join(sorted(removals)))
+            # The lock file was just written: later files of this run have that mtime or a later one (same clock).
+            self.started = os.stat(os.path.join(self.output_dir, LOCK_FILE)).st_mtime
+            self.owns_nothing_yet = self.training_args.do_train and not record.get("outputs")
+            self.record = record
+            if record is not None:
+                self._write_record()
+        except BaseException:
+            self.lock.close()
+            self.lock = None
+            raise
+
+    def _entries(self) -> list[str]:
+        if not os.path.isdir(self.output_dir):
+            return []
+        return sorted(set(os.listdir(self.output_dir)) - {RUN_RECORD, f"{RUN_RECORD}.tmp", LOCK_FILE})
+
+    def _entries_written_since(self, start: float) -> list[str]:
+        return [name for name in self._entries() if os.lstat(os.path.join(self.output_dir, name)).st_mtime >= start]
+
+    def _plan(self) -> tuple[list[str], dict | None]:
+        """(entries to remove, the run record to write) -- or a ValueError naming the folder and what is wrong."""
+        if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
+            raise ValueError(f"--output_dir {self.output_dir} is a file, not a folder; give a folder for the run")
+        record, entries = read_run_record(self.output_dir), self._entries()
+        if not self.training_args.do_train:
+            return [], record
+        if record is None:
+            self._refuse_unrecorded_outputs(entries)
+            return [], self._new_record(entries)
+        recorded = {key: record.get(key) for key in self.identity}
+        if not self.overwrite:
+            if recorded != self.identity:
+                differences = describe_differences(recorded, self.identity)
+                raise ValueError(
+                    f"--output_dir {self.output_dir} holds another run ({differences}); nothing was written -- give "
+                    "another --output_dir, or pass --overwrite_output_dir to replace that run's outputs"
+                )
+            logger.info("%s holds this run (%s): continuing it", self.output_dir, record.get("status"))
+            return [], {**record, **self._new_record(record.get("kept", [])), "outputs": record.get("outputs", [])}
+        explicit = self.training_args.resume_from_checkpoint
+        spared = os.path.basename(os.path.normpath(explicit)) if isinstance(explicit, str) else None
+        removals = [
+            name for name in record.get("outputs", [])
+            if _is_plain_entry(name) and name in entries and name != spared
+        ]
+        kept = [name for name in entries if name not in removals]
+        return removals, self._new_record(kept)
+
+    def _refuse_unrecorded_outputs(self, entries: list[str]) -> None:
+        # Someone else's model or checkpoints: resuming them would mix two runs, and they are not ours to replace.
+        theirs = [name for name in entries if name in RECIPE_OUTPUT_NAMES or CHECKPOINT_PATTERN.match(name)]
+        if theirs:
+            shown = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+            raise ValueError(
+                f"--output_dir {self.output_dir} holds a model or checkpoints that no glm_hf run recorded writing "
+                f"({shown}; no {RUN_RECORD}); nothing was written or removed -- move them away or give another "
+                "--output_dir"
+            )
+
+    def _new_record(self, kept: list[str]) -> dict:
+        # Entries with a name the recipes write are not kept as the user's: the run will overwrite them, then own them.
+        kept = [name for name in kept if name not in RECIPE_OUTPUT_NAMES and not CHECKPOINT_PATTERN.match(name)]
+        return {
+            **self.identity,
+            "status": "started",
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command_line": " ".join(sys.argv),
+            "kept": sorted(kept),
+            "outputs": [],
+        }
+
+    def _write_record(self) -> None:
+        path = os.path.join(self.output_dir, RUN_RECORD)
+        temporary = f"{path}.tmp"
+        with open(temporary, "w", encoding="utf-8") as f:
+            json.dump(self.record, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+        os.replace(temporary, path)  # a run killed mid-write leaves the previous record whole
