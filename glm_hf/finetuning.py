@@ -46,7 +46,7 @@ from transformers import (
     set_seed,
 )
 
-from .configuration_glm import MODEL_SIZES, GLMConfig
+from .configuration_glm import GLMConfig
 from .data_files import (
     DEFAULT_ENCODING,
     builder_kwargs,
@@ -59,7 +59,14 @@ from .data_files import (
 from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
 from .model_sources import from_pretrained
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
-from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
+from .training_setup import (
+    BaseModelArguments,
+    apply_config_overrides,
+    check_max_steps,
+    checkpoint_to_resume,
+    parse_args,
+    setup_logging,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,46 +81,12 @@ DEFAULT_LABEL_COLUMNS = ("label", "labels")
 
 
 @dataclass
-class ModelArguments:
-    """Which model to fine-tune: a GLM folder or Hub id, or a random initialisation of a given size."""
+class ModelArguments(BaseModelArguments):
+    """Which model to fine-tune: a pretraining output (the classification head is newly initialised) or a fine-tuned
+    classifier, or a random initialisation; the fields beyond :class:`BaseModelArguments` are fine-tuning's own."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "GLM folder or Hub id: a pretraining output (the classification head is newly initialised) or "
-            "a fine-tuned classifier. Omit it to train from a random initialisation (--model_size or --config_name)."
-        },
-    )
-    model_size: str | None = field(
-        default=None,
-        metadata={
-            "help": f"Random initialisation of a named GLM size: {', '.join(MODEL_SIZES)}. Needs --tokenizer_name."
-        },
-    )
-    config_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "Config (folder or Hub id) to use instead of the model's; without --model_name_or_path, "
-            "the model is randomly initialised with it."
-        },
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={
-            "help": "Override config settings of the pretrained or new model, e.g. "
-            "'hidden_dropout_prob=0.1,attention_probs_dropout_prob=0.1'."
-        },
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer folder or Hub id; defaults to --model_name_or_path."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models and datasets from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Allow model code from the Hub (GLM itself does not need it once glm_hf is installed)."},
-    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Re-initialise the classifier of a fine-tuned model whose number of labels differs."},
@@ -522,14 +495,6 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
     """The config (labels and problem type set) and the model, pretrained or randomly initialised."""
     hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     num_labels = 1 if task.problem_type == "regression" else len(task.label_names)
-    if model_args.model_name_or_path is None and model_args.config_name is None and model_args.model_size is None:
-        raise ValueError(
-            "give --model_name_or_path (a GLM folder or Hub id), or --model_size/--config_name for a "
-            "random initialisation"
-        )
-    if model_args.model_name_or_path is not None and model_args.model_size is not None:
-        raise ValueError("give either --model_name_or_path or --model_size (random initialisation), not both")
-
     if model_args.config_name or model_args.model_name_or_path:
         config = from_pretrained(
             AutoConfig,
@@ -762,7 +727,7 @@ def finetuning_run_identity(model_args, data_args, training_args, task: "TaskSpe
         "finetune",
         {"problem_type": task.problem_type, "text_columns": task.text_columns, "label_column": task.label_column},
         task.label_names,
-        model_args.model_name_or_path or model_args.config_name or model_args.model_size,
+        model_args.model_source,
         data_fingerprint({"train_file": data_args.train_file, "validation_file": data_args.validation_file,
                           "test_file": data_args.test_file, "dataset_name": data_args.dataset_name}),
         shaping_arguments(model_args, data_args, training_args, leave_out=operational),
@@ -832,10 +797,7 @@ def prepare_splits(
 
 
 def load_tokenizer(model_args: ModelArguments):
-    source = model_args.tokenizer_name or model_args.model_name_or_path
-    if source is None:
-        raise ValueError("give --tokenizer_name (training from a random initialisation has no model folder to read it)")
-    flag = "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path"
+    flag, source = model_args.tokenizer_source
     return from_pretrained(
         AutoTokenizer, flag, source, cache_dir=model_args.cache_dir, token=model_args.token,
         trust_remote_code=model_args.trust_remote_code,

@@ -288,7 +288,8 @@ def test_clear_errors(tmp_path, pretrained_dir):
             ]
         )
     with pytest.raises(ValueError, match="train_file must end with one of"):
-        finetune(["--train_file", str(tmp_path / "d.xlsx"), "--do_train", "--output_dir", str(tmp_path / "o")])
+        finetune(["--model_name_or_path", pretrained_dir, "--train_file", str(tmp_path / "d.xlsx"), "--do_train",
+                  "--output_dir", str(tmp_path / "o")])
     unseen = _write_csv(tmp_path / "t.csv", ["review", "sentiment"], [("文本", "中")])
     with pytest.raises(ValueError, match=r"label '中' in the test split is not among the training labels"):
         finetune(
@@ -303,7 +304,7 @@ def test_clear_errors(tmp_path, pretrained_dir):
                 "--do_predict",
             ]
         )
-    with pytest.raises(ValueError, match="model_size must be one of"):
+    with pytest.raises(SystemExit):  # argparse: invalid choice for --model_size
         finetune(
             [
                 "--model_size",
@@ -321,6 +322,34 @@ def test_clear_errors(tmp_path, pretrained_dir):
                 str(tmp_path / "o"),
             ]
         )
+
+
+def test_both_recipes_check_where_the_model_comes_from_the_same_way(tiny_tokenizer_dir):
+    from glm_hf import finetuning, pretraining
+
+    for recipe in (finetuning, pretraining):
+        with pytest.raises(ValueError, match=r"^give --model_name_or_path \(a GLM checkpoint to start from\), or "
+                                             r"--model_size \(tiny/mini/small/medium/base\) or --config_name"):
+            recipe.ModelArguments(tokenizer_name="tok")
+        for other in ("model_name_or_path", "config_name"):
+            with pytest.raises(ValueError, match=rf"^give either --model_size \(a random initialisation\) or "
+                                                 rf"--{other}, not both$"):
+                recipe.ModelArguments(model_size="tiny", tokenizer_name="tok", **{other: "m"})
+        # Flags meet argparse's choices first; a .json arguments file or a caller meets this check.
+        with pytest.raises(ValueError, match=r"^model_size must be one of \['base', 'medium'"):
+            recipe.ModelArguments(model_size="huge", tokenizer_name="tok")
+        with pytest.raises(ValueError, match="^from a random initialisation, give --tokenizer_name"):
+            recipe.ModelArguments(config_name="c")
+        with pytest.raises(SystemExit):  # argparse: invalid choice for --model_size
+            recipe.main(["--model_size", "huge", "--tokenizer_name", tiny_tokenizer_dir, "--dataset_name", "x",
+                         "--output_dir", "o"])
+        assert recipe.ModelArguments(model_name_or_path="m").tokenizer_source == ("--model_name_or_path", "m")
+    # Fine-tuning reads a checkpoint's config and may change it; pretraining loads a checkpoint as it is.
+    finetuning.ModelArguments(model_name_or_path="m", config_name="c", config_overrides="hidden_dropout_prob=0")
+    for flag in ("config_name", "config_overrides"):
+        with pytest.raises(ValueError, match=f"^--{flag} applies to models trained from scratch, not "
+                                             "--model_name_or_path"):
+            pretraining.ModelArguments(model_name_or_path="m", **{flag: "x"})
 
 
 def test_config_overrides_apply_to_pretrained_and_new_models(pretrained_dir, tiny_tokenizer):

@@ -261,12 +261,11 @@ def test_a_gbk_file_is_named_with_its_line_and_read_with_encoding(tmp_path, tiny
     assert not (tmp_path / "out").exists() and sorted(os.listdir(tmp_path)) == ["train.csv"]  # no copy left behind
 
     # --encoding gbk reads it (the csv builder decodes it), and UTF-8 with a BOM needs no flag.
-    raw, _ = finetuning.load_raw_datasets(
-        finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk"), finetuning.ModelArguments()
-    )
+    model_args = finetuning.ModelArguments(model_size="tiny", tokenizer_name=tiny_tokenizer_dir)
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk"), model_args)
     assert raw["train"]["text"][0] == "这本书写得非常好" and raw["train"].column_names == ["text", "label"]
     bom = _write_bytes(tmp_path / "bom.csv", text.encode("utf-8-sig"))
-    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=bom), finetuning.ModelArguments())
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=bom), model_args)
     assert raw["train"].column_names == ["text", "label"] and raw["train"]["label"] == [1, 0, 1, 0]
     with pytest.raises(ValueError, match=r"--encoding 'gbk2' is not an encoding Python knows"):
         finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk2")
@@ -296,8 +295,8 @@ def test_a_broken_json_line_is_named(tmp_path, tiny_tokenizer_dir):
     # One pretty-printed JSON list of records is no JSON lines file, and still fine.
     pretty = tmp_path / "list.json"
     pretty.write_text('[\n {"text": "很好", "label": 1},\n {"text": "很差", "label": 0}\n]\n', encoding="utf-8")
-    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=str(pretty)),
-                                          finetuning.ModelArguments())
+    model_args = finetuning.ModelArguments(model_size="tiny", tokenizer_name=tiny_tokenizer_dir)
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=str(pretty)), model_args)
     assert raw["train"]["label"] == [1, 0]
 
 
