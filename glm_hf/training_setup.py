@@ -3,6 +3,7 @@ arguments both take, arguments from flags or one .json/.yaml file, logging, conf
 to resume from."""
 
 import difflib
+import json
 import logging
 import os
 import sys
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 import datasets
 import transformers
+import yaml
 from transformers import HfArgumentParser
 
 from .configuration_glm import MODEL_SIZES, check_model_size
@@ -97,12 +99,22 @@ def is_args_file(argv: list[str]) -> bool:
     return len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
 
 
-def parse_args(dataclass_types: tuple, argv: list[str]) -> tuple:
-    """The argument dataclasses from command line flags, or from a single .json/.yaml file of them."""
+def parse_args(dataclass_types: tuple, argv: list[str], removed_flags: dict[str, str] | None = None) -> tuple:
+    """The argument dataclasses from command line flags, or from a single .json/.yaml file of them. A flag of
+    ``removed_flags`` (name -> what to use instead) stops the command with that pointer, as argparse stops on a bad
+    flag (exit status 2, no traceback)."""
     parser = HfArgumentParser(dataclass_types)
     if is_args_file(argv):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return loader(os.path.abspath(argv[0]))
+        with open(os.path.abspath(argv[0]), encoding="utf-8") as f:
+            values = json.load(f) if argv[0].endswith(".json") else yaml.safe_load(f)
+        given = set(values) if isinstance(values, dict) else set()
+    else:  # --name, --name=value, and the --dashed-name aliases HfArgumentParser accepts
+        given = {arg.split("=", 1)[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
+    for name in sorted(given & set(removed_flags or {})):
+        where = f"{argv[0]}: {name}" if is_args_file(argv) else f"--{name}"
+        parser.exit(2, f"{parser.prog}: error: {where} was removed: {removed_flags[name]}\n")
+    if is_args_file(argv):
+        return tuple(parser.parse_dict(values))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
