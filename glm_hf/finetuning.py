@@ -18,8 +18,9 @@ initialisation, ``--model_size`` (or ``--config_name``) with ``--tokenizer_name`
 Outputs in ``--output_dir``, as the HF example scripts write them: the model (with its code) and tokenizer,
 ``train_results.json``, ``eval_results.json``, ``test_results.json`` (``test_accuracy``, ``test_macro_f1``, ...),
 ``all_results.json``, ``trainer_state.json``; plus ``predict_results.csv`` (texts, labels, predicted labels and scores),
-``confusion_matrix.png``, ``loss_curve.png``, ``baseline_results.json`` (TF-IDF baseline on the same splits) and the
-model card ``README.md``. ``--push_to_hub`` uploads the folder through ``Trainer`` with that card.
+``confusion_matrix.png``, ``loss_curve.png`` and the model card ``README.md``. ``--push_to_hub`` uploads the folder
+through ``Trainer`` with that card. (The TF-IDF baseline the main job reports beside GLM is the study layer's:
+:func:`glm_hf.study.sentiment_tfidf_baseline`, on top of :func:`glm_hf.baseline.run_tfidf_baseline`.)
 
 The output folder belongs to one run (:mod:`glm_hf.run_folder`): the same command again resumes its newest complete
 checkpoint, another run is refused unless ``--overwrite_output_dir`` (which first removes that run's recorded
@@ -46,7 +47,7 @@ from transformers import (
     set_seed,
 )
 
-from .configuration_glm import MODEL_SIZES, GLMConfig
+from .configuration_glm import GLMConfig
 from .data_files import (
     DEFAULT_ENCODING,
     builder_kwargs,
@@ -56,17 +57,28 @@ from .data_files import (
     refuse_blank_texts,
     require_file,
 )
-from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix, write_json
+from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix
 from .model_sources import from_pretrained
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
-from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
+from .training_setup import (
+    BaseModelArguments,
+    apply_config_overrides,
+    check_max_steps,
+    checkpoint_to_resume,
+    parse_args,
+    setup_logging,
+)
 
 logger = logging.getLogger(__name__)
 
 EMBEDDED_SENTIMENT = "embedded-sentiment"
 PREDICTIONS_FILE = "predict_results.csv"
 CONFUSION_MATRIX_FILE = "confusion_matrix.png"
-BASELINE_FILE = "baseline_results.json"
+# Flags this recipe no longer takes -> what to use instead (said instead of argparse's "unrecognized arguments").
+REMOVED_FLAGS = {
+    "run_baseline": "the fine-tuning recipe no longer scores a TF-IDF baseline; 'glm-hf main' reports it beside GLM "
+    "on the embedded sentiment split, and glm_hf.baseline.run_tfidf_baseline scores it on any split",
+}
 DATA_FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json"}
 # Column names tried, in order, when --text_column_names / --label_column_name are not given.
 DEFAULT_TEXT_COLUMNS = (("text",), ("sentence",), ("sentence1", "sentence2"), ("text_a", "text_b"), ("review",))
@@ -74,46 +86,12 @@ DEFAULT_LABEL_COLUMNS = ("label", "labels")
 
 
 @dataclass
-class ModelArguments:
-    """Which model to fine-tune: a GLM folder or Hub id, or a random initialisation of a given size."""
+class ModelArguments(BaseModelArguments):
+    """Which model to fine-tune: a pretraining output (the classification head is newly initialised) or a fine-tuned
+    classifier, or a random initialisation; the fields beyond :class:`BaseModelArguments` are fine-tuning's own."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={
-            "help": "GLM folder or Hub id: a pretraining output (the classification head is newly initialised) or "
-            "a fine-tuned classifier. Omit it to train from a random initialisation (--model_size or --config_name)."
-        },
-    )
-    model_size: str | None = field(
-        default=None,
-        metadata={
-            "help": f"Random initialisation of a named GLM size: {', '.join(MODEL_SIZES)}. Needs --tokenizer_name."
-        },
-    )
-    config_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "Config (folder or Hub id) to use instead of the model's; without --model_name_or_path, "
-            "the model is randomly initialised with it."
-        },
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={
-            "help": "Override config settings of the pretrained or new model, e.g. "
-            "'hidden_dropout_prob=0.1,attention_probs_dropout_prob=0.1'."
-        },
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer folder or Hub id; defaults to --model_name_or_path."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models and datasets from the Hub."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of a Hub model."})
     token: str | None = field(default=None, metadata={"help": "Hub token for private models or datasets."})
-    trust_remote_code: bool = field(
-        default=False,
-        metadata={"help": "Allow model code from the Hub (GLM itself does not need it once glm_hf is installed)."},
-    )
     ignore_mismatched_sizes: bool = field(
         default=False,
         metadata={"help": "Re-initialise the classifier of a fine-tuned model whose number of labels differs."},
@@ -192,9 +170,6 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only this many test examples."})
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
     overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the cached tokenized datasets."})
-    run_baseline: bool = field(
-        default=True, metadata={"help": "Also score a TF-IDF + linear model baseline on the same splits."}
-    )
 
     def __post_init__(self):
         if (
@@ -522,14 +497,6 @@ def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer
     """The config (labels and problem type set) and the model, pretrained or randomly initialised."""
     hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     num_labels = 1 if task.problem_type == "regression" else len(task.label_names)
-    if model_args.model_name_or_path is None and model_args.config_name is None and model_args.model_size is None:
-        raise ValueError(
-            "give --model_name_or_path (a GLM folder or Hub id), or --model_size/--config_name for a "
-            "random initialisation"
-        )
-    if model_args.model_name_or_path is not None and model_args.model_size is not None:
-        raise ValueError("give either --model_name_or_path or --model_size (random initialisation), not both")
-
     if model_args.config_name or model_args.model_name_or_path:
         config = from_pretrained(
             AutoConfig,
@@ -664,18 +631,6 @@ def write_predictions(
     return path
 
 
-def _update_all_results(output_dir: str, metrics: dict) -> None:
-    import json
-
-    path = os.path.join(output_dir, "all_results.json")
-    combined = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            combined = json.load(f)
-    combined.update(metrics)
-    write_json(combined, path)
-
-
 def unprefixed(metrics: dict, prefix: str) -> dict:
     """``{"test_accuracy": x}`` -> ``{"accuracy": x}`` for the keys with ``prefix``."""
     return {key[len(prefix) + 1 :]: value for key, value in metrics.items() if key.startswith(prefix + "_")}
@@ -684,7 +639,7 @@ def unprefixed(metrics: dict, prefix: str) -> dict:
 class ClassificationTrainer(Trainer):
     """``Trainer`` whose Hub pushes carry glm_hf's model card instead of the generic one.
 
-    The recipe writes ``README.md`` (results, baseline, data) before its final ``push_to_hub``; Trainer's own card
+    The recipe writes ``README.md`` (results, data) before its final ``push_to_hub``; Trainer's own card
     would overwrite it (and its intermediate pushes need no card).
     """
 
@@ -696,7 +651,9 @@ class ClassificationTrainer(Trainer):
 def main(argv: list[str] | None = None) -> dict:
     """The command line: flags (or one .json/.yaml file) -> :func:`finetune`."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    return finetune(*parse_args((ModelArguments, DataTrainingArguments, RecipeTrainingArguments), argv))
+    return finetune(
+        *parse_args((ModelArguments, DataTrainingArguments, RecipeTrainingArguments), argv, REMOVED_FLAGS)
+    )
 
 
 def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments) -> dict:
@@ -756,13 +713,13 @@ def finetuning_run_identity(model_args, data_args, training_args, task: "TaskSpe
     """What this run is, for its output folder: a rerun of the same resumes it, another run is refused."""
     operational = (
         "cache_dir", "token", "trust_remote_code", "train_file", "validation_file", "test_file",
-        "preprocessing_num_workers", "overwrite_cache", "run_baseline", "max_eval_samples", "max_predict_samples",
+        "preprocessing_num_workers", "overwrite_cache", "max_eval_samples", "max_predict_samples",
     )
     return run_identity(
         "finetune",
         {"problem_type": task.problem_type, "text_columns": task.text_columns, "label_column": task.label_column},
         task.label_names,
-        model_args.model_name_or_path or model_args.config_name or model_args.model_size,
+        model_args.model_source,
         data_fingerprint({"train_file": data_args.train_file, "validation_file": data_args.validation_file,
                           "test_file": data_args.test_file, "dataset_name": data_args.dataset_name}),
         shaping_arguments(model_args, data_args, training_args, leave_out=operational),
@@ -772,7 +729,7 @@ def finetuning_run_identity(model_args, data_args, training_args, task: "TaskSpe
 def train_evaluate_predict(
     trainer: Trainer, model_args, data_args, prepared: PreparedData, config, resume_from_checkpoint
 ) -> dict:
-    """Train / evaluate / predict into the claimed output folder, then the plots, baseline and card."""
+    """Train / evaluate / predict into the claimed output folder, then the plots and the card."""
     training_args = trainer.args
     raw, tokenized, task, label_encoder = prepared.raw, prepared.tokenized, prepared.task, prepared.label_encoder
     all_metrics: dict = {}
@@ -782,14 +739,9 @@ def train_evaluate_predict(
     all_metrics.update(scored)
     is_main = trainer.is_world_process_zero()
     plots = save_plots(trainer, task, evaluated) if is_main else {}
-    baseline = None
-    if is_main and data_args.run_baseline and "train" in raw and task.label_column in raw["train"].column_names:
-        baseline = baseline_on_the_same_splits(raw, task, label_encoder, training_args)
-        all_metrics.update({f"baseline_{key}": value for key, value in (baseline or {}).items()
-                            if isinstance(value, float)})
     if is_main and training_args.do_train:
         write_card(
-            training_args.output_dir, model_args, data_args, training_args, task, raw, all_metrics, baseline, plots,
+            training_args.output_dir, model_args, data_args, training_args, task, raw, all_metrics, plots,
             prepared.data_description, prepared.split_notes,
             hub_model_id=trainer.hub_model_id if training_args.push_to_hub else None,
         )
@@ -832,10 +784,7 @@ def prepare_splits(
 
 
 def load_tokenizer(model_args: ModelArguments):
-    source = model_args.tokenizer_name or model_args.model_name_or_path
-    if source is None:
-        raise ValueError("give --tokenizer_name (training from a random initialisation has no model folder to read it)")
-    flag = "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path"
+    flag, source = model_args.tokenizer_source
     return from_pretrained(
         AutoTokenizer, flag, source, cache_dir=model_args.cache_dir, token=model_args.token,
         trust_remote_code=model_args.trust_remote_code,
@@ -941,49 +890,6 @@ def save_plots(trainer: Trainer, task: TaskSpec, evaluated: dict) -> dict[str, s
     return plots
 
 
-def baseline_on_the_same_splits(
-    raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, training_args: TrainingArguments
-) -> dict | None:
-    """The TF-IDF baseline trained on the train split and scored on validation (and test when predicting), written
-    to ``baseline_results.json`` and as ``baseline_*`` into ``all_results.json``; None without labelled splits."""
-    baseline = _tfidf_baseline(raw, task, label_encoder, training_args)
-    if baseline is not None:
-        write_json(baseline, os.path.join(training_args.output_dir, BASELINE_FILE))
-        _update_all_results(
-            training_args.output_dir,
-            {f"baseline_{key}": value for key, value in baseline.items() if isinstance(value, float)},
-        )
-    return baseline
-
-
-def _tfidf_baseline(raw: DatasetDict, task: TaskSpec, label_encoder: LabelEncoder, training_args) -> dict | None:
-    from .baseline import run_tfidf_baseline
-
-    def texts_and_labels(split: str):
-        dataset = raw[split]
-        texts = (
-            [" ".join(str(dataset[name][i] or "") for name in task.text_columns) for i in range(len(dataset))]
-            if len(task.text_columns) > 1
-            else [text or "" for text in dataset[task.text_columns[0]]]
-        )
-        labels = [label_encoder.encode(value, split) for value in dataset[task.label_column]]
-        return texts, labels
-
-    evaluation_sets = {}
-    for split, prefix, enabled in (
-        ("validation", "eval", training_args.do_eval),
-        ("test", "test", training_args.do_predict),
-    ):
-        if split in raw and task.label_column in raw[split].column_names and (enabled or split == "validation"):
-            evaluation_sets[prefix] = texts_and_labels(split)
-    if not evaluation_sets:
-        return None
-    logger.info("TF-IDF baseline on %s", ", ".join(evaluation_sets))
-    return run_tfidf_baseline(
-        texts_and_labels("train"), evaluation_sets, problem_type=task.problem_type, label_names=task.label_names
-    )
-
-
 def write_card(
     output_dir,
     model_args,
@@ -992,31 +898,20 @@ def write_card(
     task,
     raw,
     metrics,
-    baseline,
     plots,
     data_description,
     split_notes,
     hub_model_id=None,
 ) -> str:
-    """The fine-tuned card of this run: its metrics on test (validation without one) beside the TF-IDF baseline's."""
+    """The fine-tuned card of this run: its metrics on test (validation without one), its data and plots."""
     from .cards import write_finetuned_card
-    from .evaluation import MAIN_METRICS
 
     split, prefix = (
         ("test", "test")
         if any(k.startswith("test_") and k != "test_samples" for k in metrics)
         else ("validation", "eval")
     )
-    results = _card_results(model_args, metrics, baseline, prefix)
     dataset_name = data_args.dataset_name or os.path.basename(data_args.train_file or data_args.validation_file)
-    notes = (
-        [
-            f"{', '.join(MAIN_METRICS[task.problem_type])} on {split}; TF-IDF baseline fitted on the same training "
-            "examples and scored on the same split."
-        ]
-        if len(results) > 1
-        else []
-    )
     return write_finetuned_card(
         output_dir,
         base_model=model_args.model_name_or_path,
@@ -1026,33 +921,25 @@ def write_card(
         problem_type=task.problem_type,
         label_names=task.label_names,
         training_args=_card_hyperparameters(model_args, data_args, training_args, raw),
-        results=results,
+        results=[_card_result(model_args, metrics, prefix)],
         eval_split=split,
         eval_size=len(raw[split]) if split in raw else None,
         plots=plots,
-        notes=notes,
         max_length=data_args.max_seq_length,
         repo_id=hub_model_id,
     )
 
 
-def _card_results(model_args, metrics, baseline, prefix) -> list[dict]:
-    """This model's row of the results table (``prefix``-ed metrics) and the baseline's when it scored that split."""
+def _card_result(model_args, metrics, prefix) -> dict:
+    """This model's row of the card's results table: its ``prefix``-ed metrics."""
     base_model = model_args.model_name_or_path
-    results = [
-        {
-            "name": "this model",
-            "description": f"GLM fine-tuned from `{base_model}`"
-            if base_model
-            else f"GLM ({model_args.model_size or model_args.config_name}) trained from a random initialisation",
-            "metrics": unprefixed(metrics, prefix),
-        }
-    ]
-    if baseline is not None and any(key.startswith(f"{prefix}_") for key in baseline):
-        results.append(
-            {"name": "TF-IDF baseline", "description": baseline["description"], "metrics": unprefixed(baseline, prefix)}
-        )
-    return results
+    return {
+        "name": "this model",
+        "description": f"GLM fine-tuned from `{base_model}`"
+        if base_model
+        else f"GLM ({model_args.model_source}) trained from a random initialisation",
+        "metrics": unprefixed(metrics, prefix),
+    }
 
 
 def _card_data_stats(data_args, task, raw) -> dict:

@@ -29,6 +29,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from functools import partial
+from typing import ClassVar
 
 import torch
 import transformers
@@ -50,7 +51,7 @@ from .collator import (
     mask_dataset,
     unigram_distribution,
 )
-from .configuration_glm import MODEL_SIZES, PRETRAINING_OBJECTIVES, GLMConfig
+from .configuration_glm import PRETRAINING_OBJECTIVES, GLMConfig
 from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
 from .data_files import DEFAULT_ENCODING, check_encoding_name, refuse_no_rows
 from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
@@ -59,6 +60,7 @@ from .plots import save_loss_curve
 from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
 from .training_setup import (
+    BaseModelArguments,
     apply_config_overrides,
     check_max_steps,
     checkpoint_to_resume,
@@ -72,45 +74,12 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class ModelArguments:
-    """Which model to pretrain: a named size or a config (from scratch), or a checkpoint (continued pretraining)."""
+class ModelArguments(BaseModelArguments):
+    """Which model to pretrain: a named size or a config (from scratch), or a checkpoint (continued pretraining: a
+    GLM folder, e.g. a converted BERT). Its fields and their checks are those of :class:`BaseModelArguments`."""
 
-    model_name_or_path: str | None = field(
-        default=None,
-        metadata={"help": "Continue pretraining this checkpoint (a GLM folder, e.g. a converted BERT). "
-                  "Leave unset to train from scratch with --model_size or --config_name."},
-    )
-    model_size: str | None = field(
-        default=None,
-        metadata={"help": f"From scratch: a named GLM size, one of {list(MODEL_SIZES)}.", "choices": list(MODEL_SIZES)},
-    )
-    config_name: str | None = field(
-        default=None, metadata={"help": "From scratch: a config name or path (instead of --model_size)."}
-    )
-    config_overrides: str | None = field(
-        default=None,
-        metadata={"help": "From scratch: override config fields, e.g. "
-                  "'num_hidden_layers=2,hidden_dropout_prob=0.0'."},
-    )
-    tokenizer_name: str | None = field(
-        default=None, metadata={"help": "Tokenizer name or path; defaults to --model_name_or_path."}
-    )
-    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloaded models and datasets."})
-    trust_remote_code: bool = field(
-        default=False, metadata={"help": "Allow custom model code from the checkpoint folder (not needed for GLM)."}
-    )
-
-    def __post_init__(self):
-        sources = [name for name in ("model_name_or_path", "model_size", "config_name") if getattr(self, name)]
-        if len(sources) != 1:
-            raise ValueError(
-                "pass exactly one of --model_name_or_path (continued pretraining), --model_size "
-                f"({'/'.join(MODEL_SIZES)}) or --config_name (from scratch); got {sources or 'none'}"
-            )
-        if self.config_overrides is not None and self.model_name_or_path is not None:
-            raise ValueError("--config_overrides applies to models trained from scratch, not --model_name_or_path")
-        if self.tokenizer_name is None and self.model_name_or_path is None:
-            raise ValueError("from scratch, pass --tokenizer_name (e.g. a folder from 'glm-hf train-tokenizer')")
+    # A checkpoint is pretrained further as it is: its config is not changed.
+    reconfigures_checkpoint: ClassVar[bool] = False
 
 
 # The objectives: what the examples are, which head learns, what the loss is (GLMConfig.pretraining_objective).
@@ -730,8 +699,7 @@ def pretrain(
 
     tokenizer = from_pretrained(
         AutoTokenizer,
-        "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path",
-        model_args.tokenizer_name or model_args.model_name_or_path,
+        *model_args.tokenizer_source,
         cache_dir=model_args.cache_dir,
         trust_remote_code=model_args.trust_remote_code,
     )
@@ -763,7 +731,7 @@ def pretraining_run_identity(model_args, data_args, training_args) -> dict:
         "pretrain",
         data_args.objective,
         None,
-        model_args.model_name_or_path or model_args.config_name or model_args.model_size,
+        model_args.model_source,
         data_fingerprint({"dataset_name": data_args.dataset_name, "train_file": data_args.train_file,
                           "validation_file": data_args.validation_file}),
         shaping_arguments(model_args, data_args, training_args, leave_out=operational),

@@ -33,8 +33,8 @@ logger = logging.getLogger(__name__)
 RUN_RECORD = "_glm_run.json"
 LOCK_FILE = "_glm_run.lock"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-# Fixed names the recipes write: in a folder without a run record they belong to someone else's run (or the user),
-# and a new run would overwrite them or resume from them.
+# Fixed names the recipes write (baseline_results.json: fine-tuning runs of earlier versions): in a folder without a run
+# record they belong to someone else's run (or the user), and a new run would overwrite them or resume from them.
 RECIPE_OUTPUT_NAMES = frozenset({
     "config.json", "model.safetensors", "training_args.bin", "trainer_state.json", "README.md",
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",

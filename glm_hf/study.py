@@ -125,7 +125,6 @@ def finetune_cell(
         max_train_samples=protocol.max_train_samples,
         max_eval_samples=protocol.max_eval_samples,
         max_predict_samples=protocol.max_predict_samples,
-        run_baseline=False,
     )
     start = time.perf_counter()
     metrics = finetune(model_args, data_args, _cell_training_args(cell_dir, protocol, learning_rate, seed))

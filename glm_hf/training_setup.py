@@ -1,28 +1,120 @@
-"""Set-up shared by the Trainer commands (pretraining, fine-tuning), as in transformers' example scripts: arguments
-from flags or one .json/.yaml file, logging, config overrides, and which checkpoint to resume from."""
+"""Set-up shared by the Trainer commands (pretraining, fine-tuning), as in transformers' example scripts: the model
+arguments both take, arguments from flags or one .json/.yaml file, logging, config overrides, and which checkpoint
+to resume from."""
 
 import difflib
+import json
 import logging
 import os
 import sys
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import datasets
 import transformers
+import yaml
 from transformers import HfArgumentParser
 
+from .configuration_glm import MODEL_SIZES, check_model_size
 from .run_folder import incomplete_checkpoint_reason, last_complete_checkpoint
+
+# Config entries that record where a config came from rather than set the model.
+NOT_OVERRIDABLE = ("model_type", "transformers_version", "architectures", "auto_map")
+OVERRIDES_EXAMPLE = "'hidden_dropout_prob=0.1,num_hidden_layers=2'"
+
+
+@dataclass
+class BaseModelArguments:
+    """Where a recipe's model comes from -- a checkpoint, or a random initialisation of a named size or a config --
+    and its tokenizer; checked once here for every recipe. Each recipe subclasses it with its own fields."""
+
+    # Whether --config_name / --config_overrides may change a --model_name_or_path checkpoint's config (fine-tuning
+    # reads that config first); a recipe that loads the checkpoint as it is sets it False and refuses them.
+    reconfigures_checkpoint: ClassVar[bool] = True
+
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "GLM checkpoint to start from (folder or Hub id); omit it to start from a random "
+                  "initialisation of --model_size or --config_name."},
+    )
+    model_size: str | None = field(
+        default=None,
+        metadata={"help": f"Start from a random initialisation of a named GLM size, one of {list(MODEL_SIZES)} "
+                  "(needs --tokenizer_name).", "choices": list(MODEL_SIZES)},
+    )
+    config_name: str | None = field(
+        default=None,
+        metadata={"help": "Config (folder or Hub id) of a random initialisation, instead of --model_size; "
+                  "fine-tuning also reads it instead of a checkpoint's own config."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": f"Override config settings, e.g. {OVERRIDES_EXAMPLE} (of a new model; fine-tuning "
+                  "applies them to a checkpoint's config too)."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Tokenizer folder or Hub id; defaults to --model_name_or_path."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models and datasets from the Hub."})
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow model code from the checkpoint folder or the Hub (GLM itself does not need it once "
+                  "glm_hf is installed)."},
+    )
+
+    def __post_init__(self):
+        if self.model_size is not None:  # a .json/.yaml arguments file passes no argparse choices
+            check_model_size(self.model_size)
+        if self.model_name_or_path is None and self.model_size is None and self.config_name is None:
+            raise ValueError(
+                f"give --model_name_or_path (a GLM checkpoint to start from), or --model_size ({'/'.join(MODEL_SIZES)})"
+                " or --config_name for a random initialisation"
+            )
+        if self.model_size is not None and (self.model_name_or_path is not None or self.config_name is not None):
+            other = "--model_name_or_path" if self.model_name_or_path is not None else "--config_name"
+            raise ValueError(f"give either --model_size (a random initialisation) or {other}, not both")
+        if self.model_name_or_path is not None and not self.reconfigures_checkpoint:
+            for flag, value in (("--config_name", self.config_name), ("--config_overrides", self.config_overrides)):
+                if value is not None:
+                    raise ValueError(f"{flag} applies to models trained from scratch, not --model_name_or_path "
+                                     "(the checkpoint is loaded with its own config)")
+        if self.tokenizer_name is None and self.model_name_or_path is None:
+            raise ValueError("from a random initialisation, give --tokenizer_name (e.g. a folder from 'glm-hf "
+                             "train-tokenizer'): there is no model folder to read it from")
+
+    @property
+    def model_source(self) -> str:
+        """The checkpoint, config or size the model starts from (for run records and cards)."""
+        return self.model_name_or_path or self.config_name or self.model_size
+
+    @property
+    def tokenizer_source(self) -> tuple[str, str]:
+        """The flag the tokenizer is read from, and its value: --tokenizer_name, else the checkpoint's folder."""
+        if self.tokenizer_name is not None:
+            return "--tokenizer_name", self.tokenizer_name
+        return "--model_name_or_path", self.model_name_or_path
 
 
 def is_args_file(argv: list[str]) -> bool:
     return len(argv) == 1 and argv[0].endswith((".json", ".yaml", ".yml"))
 
 
-def parse_args(dataclass_types: tuple, argv: list[str]) -> tuple:
-    """The argument dataclasses from command line flags, or from a single .json/.yaml file of them."""
+def parse_args(dataclass_types: tuple, argv: list[str], removed_flags: dict[str, str] | None = None) -> tuple:
+    """The argument dataclasses from command line flags, or from a single .json/.yaml file of them. A flag of
+    ``removed_flags`` (name -> what to use instead) stops the command with that pointer, as argparse stops on a bad
+    flag (exit status 2, no traceback)."""
     parser = HfArgumentParser(dataclass_types)
     if is_args_file(argv):
-        loader = parser.parse_json_file if argv[0].endswith(".json") else parser.parse_yaml_file
-        return loader(os.path.abspath(argv[0]))
+        with open(os.path.abspath(argv[0]), encoding="utf-8") as f:
+            values = json.load(f) if argv[0].endswith(".json") else yaml.safe_load(f)
+        given = set(values) if isinstance(values, dict) else set()
+    else:  # --name, --name=value, and the --dashed-name aliases HfArgumentParser accepts
+        given = {arg.split("=", 1)[0][2:].replace("-", "_") for arg in argv if arg.startswith("--")}
+    for name in sorted(given & set(removed_flags or {})):
+        where = f"{argv[0]}: {name}" if is_args_file(argv) else f"--{name}"
+        parser.exit(2, f"{parser.prog}: error: {where} was removed: {removed_flags[name]}\n")
+    if is_args_file(argv):
+        return tuple(parser.parse_dict(values))
     return parser.parse_args_into_dataclasses(args=argv)
 
 
@@ -37,11 +129,6 @@ def setup_logging(training_args, logger: logging.Logger) -> None:
     logger.setLevel(log_level)
     datasets.utils.logging.set_verbosity(log_level)
     transformers.utils.logging.set_verbosity(log_level)
-
-
-# Config entries that record where a config came from rather than set the model.
-NOT_OVERRIDABLE = ("model_type", "transformers_version", "architectures", "auto_map")
-OVERRIDES_EXAMPLE = "'hidden_dropout_prob=0.1,num_hidden_layers=2'"
 
 
 def _overridable_settings(config) -> dict:

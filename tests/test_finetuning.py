@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import random
+import sys
 
 import pytest
 import torch
@@ -75,8 +76,10 @@ def _read(path):
         return json.load(f)
 
 
-def test_unprepared_csv_with_only_flags(tmp_path, pretrained_dir):
+def test_unprepared_csv_with_only_flags(tmp_path, pretrained_dir, monkeypatch):
     """A CSV with its own column names and string labels, no validation/test files: carved out, trained, scored."""
+    # The TF-IDF baseline is the study layer's (the main job's), not the general recipe's.
+    monkeypatch.delitem(sys.modules, "glm_hf.baseline", raising=False)
     data = _write_csv(tmp_path / "my_reviews.csv", ["id", "review", "sentiment", "stars"], _synthetic_reviews(400))
     output_dir = tmp_path / "out"
     metrics = finetune(
@@ -113,13 +116,13 @@ def test_unprepared_csv_with_only_flags(tmp_path, pretrained_dir):
         "predict_results.csv",
         "confusion_matrix.png",
         "loss_curve.png",
-        "baseline_results.json",
         "README.md",
         "config.json",
         "model.safetensors",
         "modeling_glm.py",
         "tokenizer.json",
     } <= files
+    assert "glm_hf.baseline" not in sys.modules and "baseline_results.json" not in files
 
     test_results = _read(output_dir / "test_results.json")
     for key in (
@@ -138,7 +141,7 @@ def test_unprepared_csv_with_only_flags(tmp_path, pretrained_dir):
     assert test_results["test_accuracy"] >= 0.9, "the tiny model should learn a one-character rule"
     all_results = _read(output_dir / "all_results.json")
     assert all_results["test_accuracy"] == test_results["test_accuracy"] == metrics["test_accuracy"]
-    assert "train_loss" in all_results and "baseline_test_accuracy" in all_results
+    assert "train_loss" in all_results and not [key for key in all_results if key.startswith("baseline_")]
 
     config = _read(output_dir / "config.json")
     assert config["id2label"] == {"0": "好评", "1": "差评"} and config["problem_type"] == "single_label_classification"
@@ -152,7 +155,7 @@ def test_unprepared_csv_with_only_flags(tmp_path, pretrained_dir):
     assert float(rows[0]["score_好评"]) + float(rows[0]["score_差评"]) == pytest.approx(1.0, abs=1e-5)
 
     card = (output_dir / "README.md").read_text(encoding="utf-8")
-    assert "TF-IDF baseline" in card and f"{test_results['test_accuracy']:.4f}".rstrip("0") in card
+    assert f"{test_results['test_accuracy']:.4f}".rstrip("0") in card and "TF-IDF" not in card
     assert "my_reviews.csv" in card and "held out at random" in card
 
     # The saved folder is a usable text-classification model.
@@ -238,7 +241,6 @@ def test_regression_from_float_labels(tmp_path, pretrained_dir):
     assert config["problem_type"] == "regression" and len(config["id2label"]) == 1
     test_results = _read(output_dir / "test_results.json")
     assert {"test_mse", "test_pearsonr"} <= test_results.keys()
-    assert "baseline_test_mse" in _read(output_dir / "all_results.json")
     with open(output_dir / "predict_results.csv", encoding="utf-8") as f:
         header = next(csv.reader(f))
     assert header == ["index", "text", "label", "prediction"]
@@ -288,7 +290,8 @@ def test_clear_errors(tmp_path, pretrained_dir):
             ]
         )
     with pytest.raises(ValueError, match="train_file must end with one of"):
-        finetune(["--train_file", str(tmp_path / "d.xlsx"), "--do_train", "--output_dir", str(tmp_path / "o")])
+        finetune(["--model_name_or_path", pretrained_dir, "--train_file", str(tmp_path / "d.xlsx"), "--do_train",
+                  "--output_dir", str(tmp_path / "o")])
     unseen = _write_csv(tmp_path / "t.csv", ["review", "sentiment"], [("文本", "中")])
     with pytest.raises(ValueError, match=r"label '中' in the test split is not among the training labels"):
         finetune(
@@ -303,7 +306,7 @@ def test_clear_errors(tmp_path, pretrained_dir):
                 "--do_predict",
             ]
         )
-    with pytest.raises(ValueError, match="model_size must be one of"):
+    with pytest.raises(SystemExit):  # argparse: invalid choice for --model_size
         finetune(
             [
                 "--model_size",
@@ -321,6 +324,52 @@ def test_clear_errors(tmp_path, pretrained_dir):
                 str(tmp_path / "o"),
             ]
         )
+
+
+def test_both_recipes_check_where_the_model_comes_from_the_same_way(tiny_tokenizer_dir):
+    from glm_hf import finetuning, pretraining
+
+    for recipe in (finetuning, pretraining):
+        with pytest.raises(ValueError, match=r"^give --model_name_or_path \(a GLM checkpoint to start from\), or "
+                                             r"--model_size \(tiny/mini/small/medium/base\) or --config_name"):
+            recipe.ModelArguments(tokenizer_name="tok")
+        for other in ("model_name_or_path", "config_name"):
+            with pytest.raises(ValueError, match=rf"^give either --model_size \(a random initialisation\) or "
+                                                 rf"--{other}, not both$"):
+                recipe.ModelArguments(model_size="tiny", tokenizer_name="tok", **{other: "m"})
+        # Flags meet argparse's choices first; a .json arguments file or a caller meets this check.
+        with pytest.raises(ValueError, match=r"^model_size must be one of \['base', 'medium'"):
+            recipe.ModelArguments(model_size="huge", tokenizer_name="tok")
+        with pytest.raises(ValueError, match="^from a random initialisation, give --tokenizer_name"):
+            recipe.ModelArguments(config_name="c")
+        with pytest.raises(SystemExit):  # argparse: invalid choice for --model_size
+            recipe.main(["--model_size", "huge", "--tokenizer_name", tiny_tokenizer_dir, "--dataset_name", "x",
+                         "--output_dir", "o"])
+        assert recipe.ModelArguments(model_name_or_path="m").tokenizer_source == ("--model_name_or_path", "m")
+    # Fine-tuning reads a checkpoint's config and may change it; pretraining loads a checkpoint as it is.
+    finetuning.ModelArguments(model_name_or_path="m", config_name="c", config_overrides="hidden_dropout_prob=0")
+    for flag in ("config_name", "config_overrides"):
+        with pytest.raises(ValueError, match=f"^--{flag} applies to models trained from scratch, not "
+                                             "--model_name_or_path"):
+            pretraining.ModelArguments(model_name_or_path="m", **{flag: "x"})
+
+
+def test_the_removed_run_baseline_flag_points_to_the_main_job(tmp_path, pretrained_dir, capsys):
+    pointer = ("--run_baseline was removed: the fine-tuning recipe no longer scores a TF-IDF baseline; 'glm-hf main' "
+               "reports it beside GLM")
+    flags = ["--model_name_or_path", pretrained_dir, "--dataset_name", "embedded-sentiment", "--do_train",
+             "--output_dir", str(tmp_path / "out")]
+    for removed in (["--run_baseline", "false"], ["--run-baseline=true"]):
+        with pytest.raises(SystemExit) as stopped:
+            finetune(flags + removed)
+        assert stopped.value.code == 2 and f"error: {pointer}" in capsys.readouterr().err
+    arguments_file = tmp_path / "args.json"
+    arguments_file.write_text(json.dumps({"model_name_or_path": pretrained_dir, "output_dir": str(tmp_path / "out"),
+                                          "dataset_name": "embedded-sentiment", "run_baseline": True}))
+    with pytest.raises(SystemExit):
+        finetune([str(arguments_file)])
+    assert f"error: {arguments_file}: run_baseline was removed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_config_overrides_apply_to_pretrained_and_new_models(pretrained_dir, tiny_tokenizer):

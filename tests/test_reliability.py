@@ -129,7 +129,7 @@ def _finetune_flags(tmp_path, tokenizer_dir, train_file, *extra):
     return [
         "--model_size", "tiny", "--tokenizer_name", tokenizer_dir, "--train_file", train_file, "--do_train",
         "--output_dir", str(tmp_path / "out"), "--max_seq_length", "32", "--per_device_train_batch_size", "4",
-        "--use_cpu", "--report_to", "none", "--disable_tqdm", "true", "--run_baseline", "false", *extra,
+        "--use_cpu", "--report_to", "none", "--disable_tqdm", "true", *extra,
     ]
 
 
@@ -261,12 +261,11 @@ def test_a_gbk_file_is_named_with_its_line_and_read_with_encoding(tmp_path, tiny
     assert not (tmp_path / "out").exists() and sorted(os.listdir(tmp_path)) == ["train.csv"]  # no copy left behind
 
     # --encoding gbk reads it (the csv builder decodes it), and UTF-8 with a BOM needs no flag.
-    raw, _ = finetuning.load_raw_datasets(
-        finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk"), finetuning.ModelArguments()
-    )
+    model_args = finetuning.ModelArguments(model_size="tiny", tokenizer_name=tiny_tokenizer_dir)
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk"), model_args)
     assert raw["train"]["text"][0] == "这本书写得非常好" and raw["train"].column_names == ["text", "label"]
     bom = _write_bytes(tmp_path / "bom.csv", text.encode("utf-8-sig"))
-    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=bom), finetuning.ModelArguments())
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=bom), model_args)
     assert raw["train"].column_names == ["text", "label"] and raw["train"]["label"] == [1, 0, 1, 0]
     with pytest.raises(ValueError, match=r"--encoding 'gbk2' is not an encoding Python knows"):
         finetuning.DataTrainingArguments(train_file=gbk, encoding="gbk2")
@@ -296,8 +295,8 @@ def test_a_broken_json_line_is_named(tmp_path, tiny_tokenizer_dir):
     # One pretty-printed JSON list of records is no JSON lines file, and still fine.
     pretty = tmp_path / "list.json"
     pretty.write_text('[\n {"text": "很好", "label": 1},\n {"text": "很差", "label": 0}\n]\n', encoding="utf-8")
-    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=str(pretty)),
-                                          finetuning.ModelArguments())
+    model_args = finetuning.ModelArguments(model_size="tiny", tokenizer_name=tiny_tokenizer_dir)
+    raw, _ = finetuning.load_raw_datasets(finetuning.DataTrainingArguments(train_file=str(pretty)), model_args)
     assert raw["train"]["label"] == [1, 0]
 
 
@@ -418,7 +417,7 @@ def _glm_folder(path, tokenizer, model_class_name="GLMForPreTraining"):
 def _finetune_from(tmp_path, train_file, *model_flags):
     return [
         *model_flags, "--train_file", train_file, "--do_train", "--output_dir", str(tmp_path / "out"),
-        "--max_seq_length", "32", "--max_steps", "1", "--use_cpu", "--report_to", "none", "--run_baseline", "false",
+        "--max_seq_length", "32", "--max_steps", "1", "--use_cpu", "--report_to", "none",
     ]
 
 
@@ -709,19 +708,17 @@ def test_overwrite_removes_the_previous_runs_outputs_and_only_those(tmp_path, ti
     out = tmp_path / "out"
     train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
     finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, train_file, "--do_predict",
-                                         "--test_split_percentage", "50", "--run_baseline", "true"))
-    assert {"predict_results.csv", "test_results.json", "baseline_results.json", "checkpoint-1"} <= set(
-        os.listdir(out)
-    )
+                                         "--test_split_percentage", "50"))
+    assert {"predict_results.csv", "test_results.json", "confusion_matrix.png", "checkpoint-1"} <= set(os.listdir(out))
     _touch(str(out / "notes.txt"), "mine")  # the user's, written after the run
     finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
                                     "--overwrite_output_dir", "--learning_rate", "1e-3", "--save_strategy", "no"))
     left = set(os.listdir(out))
-    assert not left & {"predict_results.csv", "test_results.json", "baseline_results.json", "confusion_matrix.png",
-                       "checkpoint-1", "checkpoint-2"}
+    assert not left & {"predict_results.csv", "test_results.json", "confusion_matrix.png", "checkpoint-1",
+                       "checkpoint-2"}
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
     with open(out / "all_results.json", encoding="utf-8") as f:
-        assert not [key for key in json.load(f) if key.startswith(("test_", "baseline_"))]
+        assert not [key for key in json.load(f) if key.startswith("test_")]
 
 
 def test_a_folder_with_a_model_no_run_recorded_is_refused(tmp_path, tiny_tokenizer_dir):
