@@ -167,7 +167,7 @@ class ConversionReport:
 
     src: str
     dst: str
-    bert_architecture: str
+    bert_architectures: str  # as the source's config.json names them
     glm_class: str
     dtype: str
     initialised: dict[str, str]
@@ -175,7 +175,7 @@ class ConversionReport:
     tokenizer: str
 
     def lines(self) -> list[str]:
-        lines = [f"converted {self.src} ({self.bert_architecture}) -> {self.dst} ({self.glm_class})"]
+        lines = [f"converted {self.src} ({self.bert_architectures}) -> {self.dst} ({self.glm_class})"]
         lines.append(f"weights: {self.dtype}, the checkpoint's dtype (values copied unchanged)")
         if self.initialised:
             lines.append(
@@ -464,9 +464,9 @@ def convert_state_dict(bert_state_dict: dict[str, torch.Tensor], config: GLMConf
     return ConvertedWeights(model, initialised, other_head)
 
 
-def source_tokenizer_class(src: str) -> str:
-    """The class AutoTokenizer picks for the BERT folder ``src``: tokenizer_config.json's, else config.json's, else
-    BertTokenizer (what model_type 'bert' maps to)."""
+def source_tokenizer_class(src: str) -> str | None:
+    """The tokenizer class the BERT folder ``src`` names (tokenizer_config.json's, else config.json's), or None
+    when AutoTokenizer falls back on the model type's (BertTokenizer)."""
     for name in ("tokenizer_config.json", "config.json"):
         path = os.path.join(src, name)
         try:
@@ -475,7 +475,7 @@ def source_tokenizer_class(src: str) -> str:
             value = None
         if value:
             return value
-    return BERT_TOKENIZER_CLASS
+    return None
 
 
 def _auto_tokenizer_ids(folder: str) -> list[list[int]]:
@@ -506,26 +506,29 @@ def _verbatim_tokenizer_config(tokenizer_config: dict, tokenizer_json: str) -> d
     return tokenizer_config
 
 
-def _source_encoding(src: str, class_name: str) -> tuple[list[list[int]] | None, str, bool]:
+def _source_encoding(src: str, named_class: str | None) -> tuple[list[list[int]] | None, str, bool]:
     """How the source encodes the probe texts: (ids or None, whose ids, whether tokenizer.json must run verbatim).
 
-    AutoTokenizer on the source decides, unless the folder's ``tokenizer.json`` encodes otherwise or AutoTokenizer
-    fails on it: transformers v4 and the tokenizers library run that file as it is, while v5's model classes
-    (BertTokenizer) rebuild a WordPiece pipeline from its vocabulary and ignore its normalizer and model.
+    AutoTokenizer on the source decides. Where the folder names no tokenizer class, though, AutoTokenizer falls back
+    on BertTokenizer, which in transformers v5 rebuilds a WordPiece pipeline from the vocabulary of ``tokenizer.json``
+    and ignores its normalizer, pre-tokenizer and model (Unigram, BPE); transformers v4 and the tokenizers library
+    ran the file as it is. So there, when AutoTokenizer fails or encodes otherwise, ``tokenizer.json`` decides.
     """
+    class_name = named_class or BERT_TOKENIZER_CLASS
     try:
         auto_ids, failure = _auto_tokenizer_ids(src), None
     except Exception as err:  # noqa: BLE001 - the source may not load; tokenizer.json may still say how it encodes
         auto_ids, failure = None, f"fails ({str(err).splitlines()[0][:200]})"
+    reference = f"AutoTokenizer on the source ({class_name}{', which ' + failure if failure else ''})"
     tokenizer_json = os.path.join(src, "tokenizer.json")
-    json_ids = None
-    if os.path.isfile(tokenizer_json):
-        try:
-            json_ids = _tokenizer_json_ids(tokenizer_json)
-        except Exception:  # noqa: BLE001 - an unreadable tokenizer.json leaves AutoTokenizer's word
-            json_ids = None
+    try:
+        json_ids = _tokenizer_json_ids(tokenizer_json) if os.path.isfile(tokenizer_json) else None
+    except Exception:  # noqa: BLE001 - an unreadable tokenizer.json leaves AutoTokenizer's word
+        json_ids = None
     if json_ids is None or json_ids == auto_ids:
-        return auto_ids, f"AutoTokenizer on the source ({class_name}{', which ' + failure if failure else ''})", False
+        return auto_ids, reference, False
+    if named_class is not None and auto_ids is not None:  # the folder's own choice: the copy encodes as it does
+        return auto_ids, f"AutoTokenizer on the source ({class_name}, whose ids differ from tokenizer.json's)", False
     failure = failure or "encodes differently from that file"
     reference = f"the source's tokenizer.json (AutoTokenizer reads the source as {class_name}, which {failure})"
     return json_ids, reference, True
@@ -543,11 +546,11 @@ def copy_tokenizer(src: str, dst: str) -> str:
     if not copied:
         logger.warning("no tokenizer files in %s: the GLM folder will hold the model only", src)
         return f"none (the source has none of {', '.join(TOKENIZER_FILES)})"
-    class_name = source_tokenizer_class(src)
-    expected, reference, verbatim = _source_encoding(src, class_name)
+    named_class = source_tokenizer_class(src)
+    expected, reference, verbatim = _source_encoding(src, named_class)
     config_path = os.path.join(dst, "tokenizer_config.json")
     tokenizer_config = read_json(config_path) if os.path.isfile(config_path) else {}
-    tokenizer_config["tokenizer_class"] = class_name
+    tokenizer_config["tokenizer_class"] = named_class or BERT_TOKENIZER_CLASS
     if verbatim:
         tokenizer_config = _verbatim_tokenizer_config(tokenizer_config, os.path.join(src, "tokenizer.json"))
         logger.warning("tokenizer: following %s; the copy names %s", reference, VERBATIM_TOKENIZER_CLASS)
@@ -645,7 +648,7 @@ def convert_bert_folder(src: str, dst: str, overwrite: bool = False, head: str |
         report = ConversionReport(
             src=src,
             dst=dst,
-            bert_architecture=HEADS[head][0],
+            bert_architectures=", ".join(bert_config.get("architectures") or ["architectures not named"]),
             glm_class=HEADS[head][1].__name__,
             dtype=str(converted.model.dtype).removeprefix("torch."),
             initialised=converted.initialised,
@@ -658,13 +661,14 @@ def convert_bert_folder(src: str, dst: str, overwrite: bool = False, head: str |
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
-    logger.info("converted %s (%s) -> %s (%s)", src, HEADS[head][0], dst, HEADS[head][1].__name__)
     return report
 
 
 def convert_bert_to_glm(src: str, dst: str, overwrite: bool = False, head: str | None = None) -> str:
-    """``convert_bert_folder`` returning only the absolute path of ``dst``."""
-    return convert_bert_folder(src, dst, overwrite=overwrite, head=head).dst
+    """``convert_bert_folder`` returning only the absolute path of ``dst`` (the report is logged)."""
+    report = convert_bert_folder(src, dst, overwrite=overwrite, head=head)
+    logger.info("%s", "\n".join(report.lines()))
+    return report.dst
 
 
 def main(argv: list[str] | None = None) -> int:
