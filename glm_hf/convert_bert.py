@@ -107,6 +107,7 @@ TOKENIZER_FILES = (
 )
 # What AutoTokenizer uses for model_type "bert" when neither tokenizer_config.json nor config.json names a class.
 BERT_TOKENIZER_CLASS = "BertTokenizer"
+BERT_TOKENIZER_CLASSES = ("BertTokenizer", "BertTokenizerFast")  # WordPiece by definition
 # transformers v5 maps it onto TokenizersBackend, which runs tokenizer.json as it is.
 VERBATIM_TOKENIZER_CLASS = "PreTrainedTokenizerFast"
 # Chinese, English, mixed text and a pair (which exercises the pair template).
@@ -485,11 +486,12 @@ def _auto_tokenizer_ids(folder: str) -> list[list[int]]:
     return [tokenizer(*probe)["input_ids"] for probe in TOKENIZER_PROBES]
 
 
-def _tokenizer_json_ids(path: str) -> list[list[int]]:
+def _tokenizer_json_encoding(path: str) -> tuple[list[list[int]], str]:
+    """The probe ids of a ``tokenizer.json`` run as it is, and its model kind (WordPiece, Unigram, BPE, ...)."""
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(path)
-    return [tokenizer.encode(*probe).ids for probe in TOKENIZER_PROBES]
+    return [tokenizer.encode(*probe).ids for probe in TOKENIZER_PROBES], type(tokenizer.model).__name__
 
 
 def _verbatim_tokenizer_config(tokenizer_config: dict, tokenizer_json: str) -> dict:
@@ -512,7 +514,8 @@ def _source_encoding(src: str, named_class: str | None) -> tuple[list[list[int]]
     AutoTokenizer on the source decides. Where the folder names no tokenizer class, though, AutoTokenizer falls back
     on BertTokenizer, which in transformers v5 rebuilds a WordPiece pipeline from the vocabulary of ``tokenizer.json``
     and ignores its normalizer, pre-tokenizer and model (Unigram, BPE); transformers v4 and the tokenizers library
-    ran the file as it is. So there, when AutoTokenizer fails or encodes otherwise, ``tokenizer.json`` decides.
+    ran the file as it is. So there -- and where the folder names BertTokenizer for a tokenizer.json that is not
+    WordPiece -- when AutoTokenizer fails or encodes otherwise, ``tokenizer.json`` decides.
     """
     class_name = named_class or BERT_TOKENIZER_CLASS
     try:
@@ -521,15 +524,18 @@ def _source_encoding(src: str, named_class: str | None) -> tuple[list[list[int]]
         auto_ids, failure = None, f"fails ({str(err).splitlines()[0][:200]})"
     reference = f"AutoTokenizer on the source ({class_name}{', which ' + failure if failure else ''})"
     tokenizer_json = os.path.join(src, "tokenizer.json")
-    try:
-        json_ids = _tokenizer_json_ids(tokenizer_json) if os.path.isfile(tokenizer_json) else None
-    except Exception:  # noqa: BLE001 - an unreadable tokenizer.json leaves AutoTokenizer's word
-        json_ids = None
+    json_ids, json_model = None, ""
+    if os.path.isfile(tokenizer_json):
+        try:
+            json_ids, json_model = _tokenizer_json_encoding(tokenizer_json)
+        except Exception:  # noqa: BLE001 - an unreadable tokenizer.json leaves AutoTokenizer's word
+            pass
     if json_ids is None or json_ids == auto_ids:
         return auto_ids, reference, False
-    if named_class is not None and auto_ids is not None:  # the folder's own choice: the copy encodes as it does
+    class_fits_file = named_class not in BERT_TOKENIZER_CLASSES or json_model == "WordPiece"
+    if named_class is not None and class_fits_file and auto_ids is not None:  # the folder's choice: follow it
         return auto_ids, f"AutoTokenizer on the source ({class_name}, whose ids differ from tokenizer.json's)", False
-    failure = failure or "encodes differently from that file"
+    failure = failure or f"encodes differently from that file ({json_model})"
     reference = f"the source's tokenizer.json (AutoTokenizer reads the source as {class_name}, which {failure})"
     return json_ids, reference, True
 
