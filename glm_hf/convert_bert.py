@@ -458,10 +458,15 @@ def convert_state_dict(bert_state_dict: dict[str, torch.Tensor], config: GLMConf
         model.tie_weights()
         if "cls.predictions.decoder.bias" in initialised:  # the MLM head is new: say where its decoder comes from
             initialised[TIED_DECODER_KEY] = f"tied to {WORD_EMBEDDINGS_KEY}"
-    for message, keys in (("initialising weights the checkpoint lacks", initialised),
-                          (f"{HEADS[head][1].__name__} has no place for these weights, dropping them", other_head)):
-        if keys:
-            logger.warning("%s: %s", message, ", ".join(keys))
+    if initialised:
+        logger.warning("initialising weights the checkpoint lacks: %s", ", ".join(initialised))
+    if other_head:
+        logger.warning(
+            "%s has no place for these weights of other BERT heads, dropping them (convert with another --head to "
+            "keep them): %s",
+            HEADS[head][1].__name__,
+            ", ".join(other_head),
+        )
     return ConvertedWeights(model, initialised, other_head)
 
 

@@ -374,21 +374,23 @@ MLM_HEAD = [
     "cls.predictions.transform.dense.weight",
 ]
 NSP_HEAD = ["cls.seq_relationship.bias", "cls.seq_relationship.weight"]
-# --head -> (Auto class of the converted folder, the weights a pooler-less BertModel lacks for it)
-WILD_HEADS = {
-    None: (AutoModel, [key.removeprefix("glm.") for key in POOLER]),
-    "masked-lm": (AutoModelForMaskedLM, MLM_HEAD),
-    "pretraining": (AutoModelForPreTraining, POOLER + MLM_HEAD + NSP_HEAD),
+# case -> (--head, whether the BertModel has a pooler, Auto class of the converted folder, the weights it lacks)
+WILD_CASES = {
+    "default": (None, False, AutoModel, [key.removeprefix("glm.") for key in POOLER]),
+    "masked-lm": ("masked-lm", False, AutoModelForMaskedLM, MLM_HEAD),
+    "pretraining": ("pretraining", False, AutoModelForPreTraining, POOLER + MLM_HEAD + NSP_HEAD),
+    "pretraining-with-pooler": ("pretraining", True, AutoModelForPreTraining, MLM_HEAD + NSP_HEAD),
 }
 
 
-@pytest.mark.parametrize("head", list(WILD_HEADS), ids=lambda head: head or "default")
-def test_checkpoint_without_pooler_or_heads(head, tiny_tokenizer, review_texts, tmp_path, capsys):
+@pytest.mark.parametrize("case", list(WILD_CASES))
+def test_checkpoint_without_pooler_or_heads(case, tiny_tokenizer, review_texts, tmp_path, capsys):
     """The missing layers are initialised (seeded, as BERT does), listed in the output and the card; the encoder is
     the checkpoint's."""
-    auto_class, lacking = WILD_HEADS[head]
-    src = save_bert_folder(sentence_encoder(tiny_tokenizer), tiny_tokenizer, tmp_path / "encoder")
-    assert not any("pooler" in key for key in load_file(os.path.join(src, "model.safetensors")))
+    head, has_pooler, auto_class, lacking = WILD_CASES[case]
+    bert = make_bert(BertModel, tiny_tokenizer) if has_pooler else sentence_encoder(tiny_tokenizer)
+    src = save_bert_folder(bert, tiny_tokenizer, tmp_path / "encoder")
+    assert has_pooler == any("pooler" in key for key in load_file(os.path.join(src, "model.safetensors")))
     dst = str(tmp_path / "glm")
 
     assert cli.main(["convert-bert", src, dst] + (["--head", head] if head else [])) == 0
@@ -396,6 +398,7 @@ def test_checkpoint_without_pooler_or_heads(head, tiny_tokenizer, review_texts, 
     card = open(os.path.join(dst, "README.md"), encoding="utf-8").read()
     for key in lacking:
         assert f"  - {key}: " in output and f"| `{key}` |" in card
+    assert output.count(": normal(0, 0.02)") + output.count(": 0\n") + output.count(": 1\n") == len(lacking)
     assert "weights: float32" in output and "float32" in card
     glm = auto_class.from_pretrained(dst).eval()
     if head is not None:
@@ -413,6 +416,9 @@ def test_checkpoint_without_pooler_or_heads(head, tiny_tokenizer, review_texts, 
 
     batch = tiny_tokenizer(review_texts, padding=True, return_tensors="pt")
     delta = encoder_delta(src, glm if head is None else glm.glm, batch)
+    if has_pooler:
+        with torch.no_grad():
+            assert (bert(**batch).pooler_output - glm.glm(**batch).pooler_output).abs().max() <= TOLERANCE
     print(f"\nconvert-bert pooler-less BertModel -> {type(glm).__name__}: encoder max |Δ| = {delta:.3e}")
     assert delta <= TOLERANCE
 
