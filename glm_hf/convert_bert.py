@@ -462,8 +462,8 @@ def convert_state_dict(bert_state_dict: dict[str, torch.Tensor], config: GLMConf
         logger.warning("initialising weights the checkpoint lacks: %s", ", ".join(initialised))
     if other_head:
         logger.warning(
-            "%s has no place for these weights of other BERT heads, dropping them (convert with another --head to "
-            "keep them): %s",
+            "%s has no place for these weights of other BERT heads, dropping them (convert with another head, "
+            "e.g. --head pretraining for the pooler and NSP layer of a pretrained BERT, to keep them): %s",
             HEADS[head][1].__name__,
             ", ".join(other_head),
         )
