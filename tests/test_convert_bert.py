@@ -419,7 +419,7 @@ def test_checkpoint_without_pooler_or_heads(case, tiny_tokenizer, review_texts, 
     if has_pooler:
         with torch.no_grad():
             assert (bert(**batch).pooler_output - glm.glm(**batch).pooler_output).abs().max() <= TOLERANCE
-    print(f"\nconvert-bert pooler-less BertModel -> {type(glm).__name__}: encoder max |Δ| = {delta:.3e}")
+    print(f"\nconvert-bert {case} -> {type(glm).__name__}: encoder max |Δ| = {delta:.3e}")
     assert delta <= TOLERANCE
 
     again = load_file(convert_bert_to_glm(src, str(tmp_path / "again"), head=head) + "/model.safetensors")
