@@ -6,6 +6,8 @@ padding positions by design (BERT computes garbage there), so states are compare
 Run with ``pytest -s`` to see the measured max |Δ| per head.
 """
 
+import functools
+import json
 import os
 import shutil
 
@@ -30,7 +32,7 @@ from transformers import (
 
 import glm_hf
 from glm_hf import cli
-from glm_hf.convert_bert import ConversionError, convert_bert_to_glm
+from glm_hf.convert_bert import ConversionError, convert_bert_folder, convert_bert_to_glm
 from glm_hf.sentiment import load_sentiment_dataset
 
 TOLERANCE = 1e-4
@@ -72,8 +74,12 @@ def make_bert(bert_class, tokenizer, seed: int = 0, **config_overrides):
     The perturbation makes every weight matter (LayerNorm scales are not all 1, biases not all 0), so a weight
     that the conversion mapped wrongly or dropped shows up in the outputs.
     """
-    config = BertConfig(
-        vocab_size=len(tokenizer),
+    config_overrides = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, **config_overrides}
+    return perturbed_bert(bert_class, tiny_bert_config(**config_overrides), seed)
+
+
+def tiny_bert_config(**overrides) -> BertConfig:
+    return BertConfig(
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=4,
@@ -81,9 +87,11 @@ def make_bert(bert_class, tokenizer, seed: int = 0, **config_overrides):
         max_position_embeddings=128,
         hidden_dropout_prob=0.0,
         attention_probs_dropout_prob=0.0,
-        pad_token_id=tokenizer.pad_token_id,
-        **config_overrides,
+        **overrides,
     )
+
+
+def perturbed_bert(bert_class, config: BertConfig, seed: int = 0):
     torch.manual_seed(seed)
     model = bert_class(config)
     with torch.no_grad():
@@ -338,6 +346,303 @@ def test_cli(tiny_tokenizer, tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "glm.embeddings.LayerNorm.weight" in capsys.readouterr().err
     assert not os.path.exists(dst)
+
+
+# ------------------------------------------------------------------ checkpoints as they are found in the wild
+def sentence_encoder(tokenizer, seed: int = 3, **config_overrides):
+    """A BertModel saved without pooler, as sentence encoders are (no pooler, no MLM or NSP head)."""
+    return make_bert(functools.partial(BertModel, add_pooling_layer=False), tokenizer, seed=seed, **config_overrides)
+
+
+def encoder_delta(src: str, glm_encoder, batch) -> float:
+    """max |Δ| of the last hidden state at real tokens: GLM vs transformers' BertModel loaded from ``src`` (which
+    initialises a missing pooler itself, and which runs in float32 here, as GLM does)."""
+    bert = BertModel.from_pretrained(src).float().eval()
+    with torch.no_grad():
+        expected = bert(**batch).last_hidden_state
+        actual = glm_encoder.float()(**batch).last_hidden_state
+    real = batch["attention_mask"].bool()
+    return (expected[real] - actual[real]).abs().max().item()
+
+
+POOLER = ["glm.pooler.dense.bias", "glm.pooler.dense.weight"]
+MLM_HEAD = [
+    "cls.predictions.decoder.bias",
+    "cls.predictions.transform.LayerNorm.bias",
+    "cls.predictions.transform.LayerNorm.weight",
+    "cls.predictions.transform.dense.bias",
+    "cls.predictions.transform.dense.weight",
+]
+NSP_HEAD = ["cls.seq_relationship.bias", "cls.seq_relationship.weight"]
+# case -> (--head, whether the BertModel has a pooler, Auto class of the converted folder, the weights it lacks)
+WILD_CASES = {
+    "default": (None, False, AutoModel, [key.removeprefix("glm.") for key in POOLER]),
+    "masked-lm": ("masked-lm", False, AutoModelForMaskedLM, MLM_HEAD),
+    "pretraining": ("pretraining", False, AutoModelForPreTraining, POOLER + MLM_HEAD + NSP_HEAD),
+    "pretraining-with-pooler": ("pretraining", True, AutoModelForPreTraining, MLM_HEAD + NSP_HEAD),
+}
+
+
+@pytest.mark.parametrize("case", list(WILD_CASES))
+def test_checkpoint_without_pooler_or_heads(case, tiny_tokenizer, review_texts, tmp_path, capsys):
+    """The missing layers are initialised (seeded, as BERT does), listed in the output and the card; the encoder is
+    the checkpoint's."""
+    head, has_pooler, auto_class, lacking = WILD_CASES[case]
+    bert = make_bert(BertModel, tiny_tokenizer) if has_pooler else sentence_encoder(tiny_tokenizer)
+    src = save_bert_folder(bert, tiny_tokenizer, tmp_path / "encoder")
+    assert has_pooler == any("pooler" in key for key in load_file(os.path.join(src, "model.safetensors")))
+    dst = str(tmp_path / "glm")
+
+    assert cli.main(["convert-bert", src, dst] + (["--head", head] if head else [])) == 0
+    output = capsys.readouterr().out
+    card = open(os.path.join(dst, "README.md"), encoding="utf-8").read()
+    for key in lacking:
+        assert f"  - {key}: " in output and f"| `{key}` |" in card
+    assert output.count(": normal(0, 0.02)") + output.count(": 0\n") + output.count(": 1\n") == len(lacking)
+    assert "weights: float32" in output and "float32" in card
+    glm = auto_class.from_pretrained(dst).eval()
+    if head is not None:
+        assert "cls.predictions.decoder.weight: tied to glm.embeddings.word_embeddings.weight" in output
+        assert glm.cls.predictions.decoder.weight is glm.glm.embeddings.word_embeddings.weight
+    modules = dict(glm.named_parameters())
+    for key in lacking:  # BERT's init: LayerNorm 1/0, biases 0, weights N(0, 0.02)
+        value = modules[key]
+        if "LayerNorm.weight" in key:
+            assert bool((value == 1).all()), key
+        elif key.endswith("bias"):
+            assert bool((value == 0).all()), key
+        else:
+            assert 0.01 < value.std().item() < 0.03, key
+
+    batch = tiny_tokenizer(review_texts, padding=True, return_tensors="pt")
+    delta = encoder_delta(src, glm if head is None else glm.glm, batch)
+    if has_pooler:
+        with torch.no_grad():
+            assert (bert(**batch).pooler_output - glm.glm(**batch).pooler_output).abs().max() <= TOLERANCE
+    print(f"\nconvert-bert {case} -> {type(glm).__name__}: encoder max |Δ| = {delta:.3e}")
+    assert delta <= TOLERANCE
+
+    again = load_file(convert_bert_to_glm(src, str(tmp_path / "again"), head=head) + "/model.safetensors")
+    first = load_file(os.path.join(dst, "model.safetensors"))
+    assert first.keys() == again.keys() and all(torch.equal(first[key], again[key]) for key in first), (
+        "converting twice must give the same weights (seeded initialisation)"
+    )
+
+
+def test_checkpoint_with_everything_says_nothing_was_initialised(tiny_tokenizer, tmp_path, capsys):
+    src = save_bert_folder(make_bert(BertForPreTraining, tiny_tokenizer), tiny_tokenizer, tmp_path / "bert")
+    assert cli.main(["convert-bert", src, str(tmp_path / "glm"), "--head", "masked-lm"]) == 0
+    output = capsys.readouterr().out
+    assert "initialised: none" in output
+    assert "dropped, weights of other BERT heads (4):" in output and "  - glm.pooler.dense.weight" in output
+    card = (tmp_path / "glm" / "README.md").read_text(encoding="utf-8")
+    assert "None: every weight comes from the checkpoint" in card and "`cls.seq_relationship.weight`" in card
+
+
+# Texts the tokenizers are trained on, and those (Chinese, English, mixed) they are checked on, which the probes of
+# convert_bert do not include.
+TRAINING_TEXTS = [
+    "这家酒店的服务很好，房间也很干净。",
+    "质量太差了，不推荐购买。",
+    "物流很慢，包装也破了。",
+    "The hotel was great and the room was clean.",
+    "The staff were friendly, but the WiFi was slow.",
+    "价格 OK，服务 good，下次还会再来！",
+]
+CHECK_TEXTS = [
+    "房间很干净，服务也好。",
+    "The room was clean; the price was great!",
+    "酒店 WiFi 很慢, but the staff were friendly 😊",
+]
+CHECK_PAIR = ("服务好吗？", "Yes, the service was good.")
+
+
+def build_tokenizer(kind: str):
+    """A `tokenizers` tokenizer of ``kind`` (WordPiece, Unigram as SentencePiece builds it, byte-level BPE) with a
+    BERT-style template."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+    bert_specials, xlmr_specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], ["<pad>", "<unk>", "<s>", "</s>",
+                                                                                   "<mask>"]
+    if kind == "wordpiece":
+        specials = bert_specials
+        tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tokenizer.normalizer = normalizers.BertNormalizer(lowercase=False)  # BertTokenizer's default lowercases
+        tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        trainer = trainers.WordPieceTrainer(vocab_size=200, special_tokens=specials)
+    elif kind == "unigram":
+        specials = xlmr_specials
+        tokenizer = Tokenizer(models.Unigram())
+        tokenizer.normalizer = normalizers.NFKC()
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace()
+        tokenizer.decoder = decoders.Metaspace()
+        trainer = trainers.UnigramTrainer(vocab_size=150, special_tokens=specials, unk_token="<unk>")
+    else:
+        specials = xlmr_specials
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        )
+    tokenizer.train_from_iterator((TRAINING_TEXTS + CHECK_TEXTS) * 20, trainer)
+    cls, sep = specials[2], specials[3]
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{cls} $A {sep}",
+        pair=f"{cls} $A {sep} $B:1 {sep}:1",
+        special_tokens=[(cls, tokenizer.token_to_id(cls)), (sep, tokenizer.token_to_id(sep))],
+    )
+    return tokenizer
+
+
+# case -> (tokenizers model, tokenizer_config.json of the source or None, whether the copy runs tokenizer.json as it
+# is because AutoTokenizer reads the source as BertTokenizer, wrongly)
+TOKENIZER_CASES = {
+    "wordpiece-tokenizer.json-only": ("wordpiece", None, True),
+    "unigram-tokenizer.json-only": ("unigram", None, True),
+    "bpe-tokenizer.json-only": ("bpe", None, True),
+    "unigram-BertTokenizer": ("unigram", {"tokenizer_class": "BertTokenizer"}, True),
+    "unigram-XLMRobertaTokenizer": ("unigram", {"tokenizer_class": "XLMRobertaTokenizer"}, False),
+    "bpe-PreTrainedTokenizerFast": ("bpe", {"tokenizer_class": "PreTrainedTokenizerFast", "pad_token": "<pad>"}, False),
+}
+
+
+def encode_all(encode) -> list[list[int]] | None:
+    """``encode`` on the check texts and pair; None when it fails (a source whose AutoTokenizer breaks)."""
+    try:
+        return [encode(text) for text in CHECK_TEXTS] + [encode(*CHECK_PAIR)]
+    except Exception:  # noqa: BLE001
+        return None
+
+
+@pytest.mark.parametrize("case", list(TOKENIZER_CASES))
+def test_tokenizer_of_any_kind_encodes_as_the_source(case, tmp_path):
+    """A folder that names its tokenizer class encodes alike through AutoTokenizer on both folders; a bare
+    tokenizer.json (which AutoTokenizer would read as BertTokenizer, wrongly) encodes as that file says."""
+    from tokenizers import Tokenizer
+
+    kind, tokenizer_config, verbatim = TOKENIZER_CASES[case]
+    tokenizer = build_tokenizer(kind)
+    pad_token, unk_token = ("[PAD]", "[UNK]") if kind == "wordpiece" else ("<pad>", "<unk>")
+    bert = perturbed_bert(
+        functools.partial(BertModel, add_pooling_layer=False),
+        tiny_bert_config(vocab_size=tokenizer.get_vocab_size(), pad_token_id=tokenizer.token_to_id(pad_token)),
+    )
+    src = tmp_path / "bert"
+    bert.save_pretrained(src)
+    tokenizer.save(str(src / "tokenizer.json"))
+    if tokenizer_config is not None:
+        (src / "tokenizer_config.json").write_text(json.dumps(tokenizer_config))
+    assert sorted(os.listdir(src)) == sorted(["config.json", "model.safetensors", "tokenizer.json"]
+                                             + (["tokenizer_config.json"] if tokenizer_config else []))
+
+    report = convert_bert_folder(str(src), str(tmp_path / "glm"))
+
+    converted = AutoTokenizer.from_pretrained(report.dst)
+    ids = encode_all(lambda *text: converted(*text)["input_ids"])
+    assert sum(ids, []).count(tokenizer.token_to_id(unk_token)) <= 0.1 * len(sum(ids, []))
+    try:
+        source = AutoTokenizer.from_pretrained(src)
+        source_ids = encode_all(lambda *text: source(*text)["input_ids"])
+    except Exception:  # noqa: BLE001
+        source = source_ids = None
+    if not verbatim:  # the folder's own class: AutoTokenizer agrees on both folders
+        assert type(converted) is type(source)
+        assert ids == source_ids
+        assert "AutoTokenizer on the source" in report.tokenizer
+    else:  # BertTokenizer (named, or what model_type bert maps to) cannot run this tokenizer.json: run it verbatim
+        file_ids = encode_all(lambda *text: Tokenizer.from_file(str(src / "tokenizer.json")).encode(*text).ids)
+        assert ids == file_ids, "the converted folder must encode as the source's tokenizer.json"
+        assert source_ids != ids, "the case must exercise AutoTokenizer reading the source wrongly"
+        assert "tokenizer.json" in report.tokenizer and "PreTrainedTokenizerFast" in report.tokenizer
+        mask_token = "[MASK]" if kind == "wordpiece" else "<mask>"
+        assert (converted.pad_token, converted.unk_token, converted.mask_token) == (pad_token, unk_token, mask_token)
+    assert report.tokenizer in (tmp_path / "glm" / "README.md").read_text(encoding="utf-8")
+
+    batch = converted(CHECK_TEXTS, padding=True, return_tensors="pt")
+    delta = encoder_delta(str(src), AutoModel.from_pretrained(report.dst).eval(), batch)
+    print(f"\nconvert-bert {case}: encoder max |Δ| = {delta:.3e}")
+    assert delta <= TOLERANCE
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_sharded_half_precision_values_are_exact(dtype, tiny_tokenizer, review_texts, tmp_path, capsys):
+    """Every tensor of a sharded float16/bfloat16 checkpoint lands bit for bit in the converted folder, and the output
+    says the dtype; the layers it lacks are initialised in that dtype."""
+    bert = sentence_encoder(tiny_tokenizer).to(dtype)
+    bert.save_pretrained(tmp_path / "bert", max_shard_size="40KB")
+    tiny_tokenizer.save_pretrained(tmp_path / "bert")
+    with open(tmp_path / "bert" / "model.safetensors.index.json", encoding="utf-8") as f:
+        assert len(set(json.load(f)["weight_map"].values())) > 1, "the checkpoint must be sharded"
+    dst = str(tmp_path / "glm")
+
+    assert cli.main(["convert-bert", str(tmp_path / "bert"), dst, "--head", "pretraining"]) == 0
+    dtype_name = str(dtype).removeprefix("torch.")
+    assert f"weights: {dtype_name}, the checkpoint's dtype" in capsys.readouterr().out
+    converted = load_file(os.path.join(dst, "model.safetensors"))
+    assert {tensor.dtype for tensor in converted.values()} == {dtype}
+    for key, tensor in bert.state_dict().items():
+        assert torch.equal(converted[f"glm.{key}"], tensor), key
+    assert "glm.pooler.dense.weight" in converted and "cls.seq_relationship.weight" in converted
+
+    batch = tiny_tokenizer(review_texts, padding=True, return_tensors="pt")
+    glm = AutoModelForPreTraining.from_pretrained(dst, dtype="auto").eval()
+    assert glm.dtype == dtype
+    assert encoder_delta(str(tmp_path / "bert"), glm.glm, batch) <= TOLERANCE
+
+
+def _gpt2_folder(folder) -> None:
+    from transformers import GPT2Config, GPT2Model
+
+    GPT2Model(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=16, n_positions=8)).save_pretrained(folder)
+
+
+def _glm_folder(folder, tiny_config) -> None:
+    glm_hf.GLMForMaskedLM(tiny_config).save_pretrained(folder)
+
+
+def _weights_only(folder) -> None:
+    os.makedirs(folder)
+    save_file({"embeddings.word_embeddings.weight": torch.zeros(2, 2)}, os.path.join(folder, "model.safetensors"))
+
+
+def _random_files(folder) -> None:
+    os.makedirs(folder)
+    for name in ("notes.txt", "data.csv"):
+        (folder / name).write_text("x")
+
+
+# a folder that is not a BERT checkpoint -> what the error says it is
+NOT_BERT = {
+    "gpt2": (_gpt2_folder, "got 'gpt2': not a BERT config but a gpt2 checkpoint (GPT2Config)"),
+    "glm": (_glm_folder, "got 'glm_hf': not a BERT config but a GLM folder already"),
+    "weights-only": (_weights_only, "no config.json, so not a model checkpoint but weights without the config.json"),
+    "random": (_random_files, "no config.json, so not a model checkpoint but a folder of 2 entries (data.csv, "),
+    "empty": (os.makedirs, "no config.json, so not a model checkpoint but an empty folder"),
+}
+
+
+@pytest.mark.parametrize("case", list(NOT_BERT))
+def test_a_folder_that_is_not_bert_is_named_in_one_sentence(case, tiny_config, tmp_path, capsys):
+    make, what = NOT_BERT[case]
+    folder = tmp_path / case
+    make(folder, tiny_config) if make is _glm_folder else make(folder)
+    before = sorted(os.listdir(folder))
+    capsys.readouterr()  # progress bars of saving the folder
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["convert-bert", str(folder), str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert what in error
+    assert "convert-bert accepts a transformers BERT folder: config.json with model_type 'bert'" in error
+    assert error.count("\n") == 1, "one sentence, on one line"
+    assert sorted(os.listdir(folder)) == before and not (tmp_path / "out").exists()
+
+
+def test_a_tokenizer_folder_is_named(tiny_tokenizer_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["convert-bert", tiny_tokenizer_dir, str(tmp_path / "out")])
+    assert "not a model checkpoint but a tokenizer folder, without a model" in capsys.readouterr().err
 
 
 def test_print_measured_deltas():
