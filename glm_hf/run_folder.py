@@ -39,6 +39,7 @@ RECIPE_OUTPUT_NAMES = frozenset({
     "config.json", "model.safetensors", "training_args.bin", "trainer_state.json", "README.md",
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
     "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "predict_results.csv",
+    "predict_results.conll",
     "baseline_results.json", "loss_curve.png", "confusion_matrix.png",
 })
 # Arguments of TrainingArguments that change the weights a run produces (not its length: --max_steps and

@@ -1,0 +1,471 @@
+"""Fine-tune GLM for named-entity recognition (token classification), in the style of transformers' ``run_ner.py``.
+
+``python recipes/finetune_ner.py --model_name_or_path PRETRAINED --dataset_name msra --do_train --do_eval
+--do_predict --output_dir OUT`` plus any ``TrainingArguments`` flag.
+
+Data: an embedded Chinese corpus (``--dataset_name msra`` or ``peoples_daily``, see :mod:`glm_hf.ner_data`), the
+user's files (``--train_file``, ``--validation_file``, ``--test_file``: CoNLL-style ``token tag`` lines, or JSON lines
+with a token list and a tag list per record, columns named by ``--text_column_name`` / ``--label_column_name``), or
+a ``datasets`` name or local folder. Tags are BIO names; the label set is ``O`` plus ``B-``/``I-`` of every entity
+type in train, and a validation or test file with a type train lacks is refused, naming the file and line (the
+model could never predict it, so its score would be silently low). Reading rules, repairs and refusals of the files:
+:mod:`glm_hf.ner_data`.
+
+Tokens are words (for Chinese, characters). Each word's first sub-token carries its tag; its other sub-tokens carry
+``-100`` (not trained, not scored), or with ``--label_all_tokens`` the word's tag (``B-`` as ``I-``), which they are
+then scored on too, as in ``run_ner.py``. A word the tokenizer drops (a control character) is read as ``[UNK]``, so
+every word is scored. A sentence longer than ``--max_seq_length`` tokens is split into windows of whole words, each
+scored once; a cut falls between two reference entities when the window allows it, so reference spans stay whole.
+
+Scores (``compute_metrics``): the local ``seqeval`` metric module, entity level (exact span and type):
+``precision``, ``recall``, ``f1`` and token ``accuracy``; with ``--return_entity_level_metrics`` also
+``<TYPE>_precision``, ``<TYPE>_recall``, ``<TYPE>_f1`` and ``<TYPE>_number`` per entity type.
+
+Outputs in ``--output_dir``: the ``GLMForTokenClassification`` model (``id2label``/``label2id`` in its config, its
+code) and tokenizer, ``train_results.json``, ``eval_results.json``, ``test_results.json``, ``all_results.json``,
+``trainer_state.json``, and ``predict_results.conll`` (each test token and its predicted tag, a file this recipe
+reads back). The folder belongs to one run, as for :mod:`glm_hf.finetuning`.
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import numpy as np
+from datasets import ClassLabel, DatasetDict
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    DataCollatorForTokenClassification,
+    Trainer,
+    TrainingArguments,
+    default_data_collator,
+    set_seed,
+)
+
+from .configuration_glm import GLMConfig
+from .data_files import DEFAULT_ENCODING, check_encoding_name, require_file
+from .evaluation import load_metric
+from .finetuning import ModelArguments, _is_default_label_map, reinitialize_top, train
+from .model_sources import from_pretrained
+from .ner_data import (
+    BIO_TAG,
+    EMBEDDED_NER_DATASETS,
+    bio_label_names,
+    embedded_ner_description,
+    load_embedded_ner_dataset,
+    ner_features,
+    read_ner_file,
+)
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
+from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "predict_results.conll"
+NER_FILE_EXTENSIONS = (".conll", ".txt", ".tsv", ".bio", ".iob", ".json", ".jsonl")
+SPLIT_FILES = (("train", "train_file"), ("validation", "validation_file"), ("test", "test_file"))
+
+
+@dataclass
+class NerDataArguments:
+    """Which data, which columns, and how to tokenize and score them."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": f"One of {list(EMBEDDED_NER_DATASETS)} (embedded Chinese NER corpora), a datasets name, or "
+                  "a local folder (datasets.load_dataset or save_to_disk layout)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the datasets dataset."})
+    train_file: str | None = field(
+        default=None,
+        metadata={"help": "Training data: CoNLL-style 'token tag' lines (.conll, .txt, .tsv, .bio, .iob) or JSON "
+                  "lines (.json, .jsonl) with a token list and a BIO tag list per record."},
+    )
+    validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
+    test_file: str | None = field(default=None, metadata={"help": "Test data, same formats."})
+    encoding: str = field(default=DEFAULT_ENCODING, metadata={"help": "Encoding of the data files (utf-8, gbk, ...)."})
+    text_column_name: str = field(default="tokens", metadata={"help": "Column of the token lists (JSON, datasets)."})
+    label_column_name: str = field(default="ner_tags", metadata={"help": "Column of the tag lists (JSON, datasets)."})
+    label_all_tokens: bool = field(
+        default=False,
+        metadata={"help": "Give every sub-token of a word its tag (B- as I-), trained and scored; by default only the "
+                  "first sub-token of each word is."},
+    )
+    return_entity_level_metrics: bool = field(
+        default=False, metadata={"help": "Report precision/recall/F1 per entity type, beside the overall scores."}
+    )
+    max_seq_length: int = field(
+        default=128,
+        metadata={"help": "Tokens per window ([CLS]/[SEP] included); a longer sentence is split into windows of "
+                  "whole words, never cut."},
+    )
+    pad_to_max_length: bool = field(
+        default=False, metadata={"help": "Pad every window to max_seq_length (default: each batch to its longest)."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation sentences."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Keep only this many test sentences."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for datasets.map."})
+    overwrite_cache: bool = field(default=False, metadata={"help": "Recompute the cached tokenized datasets."})
+
+    def __post_init__(self):
+        if self.dataset_name is None and all(getattr(self, name) is None for _, name in SPLIT_FILES):
+            raise ValueError(f"give the data: --dataset_name ({', '.join(EMBEDDED_NER_DATASETS)}, a datasets name or "
+                             "folder) or --train_file/--validation_file/--test_file")
+        if self.dataset_name is not None and any(getattr(self, name) is not None for _, name in SPLIT_FILES):
+            raise ValueError("give either --dataset_name or --train_file/--validation_file/--test_file, not both")
+        for _, name in SPLIT_FILES:
+            path = getattr(self, name)
+            if path is None:
+                continue
+            if not path.lower().endswith(NER_FILE_EXTENSIONS):
+                raise ValueError(f"--{name} must end with one of {list(NER_FILE_EXTENSIONS)}, got {path!r}")
+            require_file(path, f"--{name}")
+        check_encoding_name(self.encoding)
+        if self.max_seq_length < 3:
+            raise ValueError(f"--max_seq_length must be >= 3 ([CLS], one token, [SEP]), got {self.max_seq_length}")
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+
+
+# --------------------------------------------------------------------------------------------------------- data
+def entity_types_of(tags) -> list[str]:
+    return sorted({tag[2:] for tag in tags if tag != "O"})
+
+
+def load_ner_files(data_args: NerDataArguments) -> tuple[DatasetDict, list[str], str]:
+    """The user's files as checked splits over the training file's label set (train's entity types)."""
+    read = {
+        split: (path, read_ner_file(path, f"--{name}", data_args.text_column_name, data_args.label_column_name,
+                                    data_args.encoding))
+        for split, name in SPLIT_FILES
+        if (path := getattr(data_args, name)) is not None
+    }
+    reference = "train" if "train" in read else next(iter(read))
+    label_names = bio_label_names(
+        entity_types_of(tag for sentence in read[reference][1] for tag in sentence.tags)
+    )
+    known = set(label_names)
+    for split, (path, sentences) in read.items():
+        for sentence in sentences:
+            for tag, where in zip(sentence.tags, sentence.where):
+                if tag not in known:
+                    raise ValueError(
+                        f"--{split}_file {path}: {where} has the tag {tag!r}, whose type is not in --{reference}_file "
+                        f"(types {entity_types_of(label_names) or 'none'}); the model cannot learn it, so its "
+                        "entities would all count as missed -- add examples of it to the training file or drop it"
+                    )
+    features = ner_features(label_names)
+    raw = DatasetDict({
+        split: datasets.Dataset.from_dict(
+            {"tokens": [s.tokens for s in sentences], "ner_tags": [s.tags for s in sentences]}, features=features
+        )
+        for split, (_, sentences) in read.items()
+    })
+    description = "User files: " + ", ".join(f"{split} `{os.path.basename(path)}`" for split, (path, _) in read.items())
+    return raw, label_names, description + "."
+
+
+def load_ner_hub_dataset(data_args: NerDataArguments, model_args) -> tuple[DatasetDict, list[str], str]:
+    """A datasets name or folder whose token and tag columns hold BIO names (``ClassLabel`` or strings)."""
+    name = data_args.dataset_name
+    if os.path.isdir(name) and any(os.path.isfile(os.path.join(name, f)) for f in ("dataset_dict.json", "state.json")):
+        raw = datasets.load_from_disk(name)
+    else:
+        raw = datasets.load_dataset(name, data_args.dataset_config_name, cache_dir=model_args.cache_dir,
+                                    token=model_args.token)
+    raw = DatasetDict({"train": raw}) if isinstance(raw, datasets.Dataset) else raw
+    raw = DatasetDict({split: raw[split] for split in ("train", "validation", "test") if split in raw})
+    tokens_column, tags_column = data_args.text_column_name, data_args.label_column_name
+    for split, dataset in raw.items():
+        missing = [column for column in (tokens_column, tags_column) if column not in dataset.column_names]
+        if missing:
+            raise ValueError(f"--dataset_name {name}: the {split} split lacks {missing} (its columns are "
+                             f"{dataset.column_names}); name them with --text_column_name and --label_column_name")
+    inner = raw[next(iter(raw))].features[tags_column].feature
+    names_of = (lambda tags: [inner.int2str(t) for t in tags]) if isinstance(inner, ClassLabel) else list
+    tag_lists = {split: [names_of(tags) for tags in dataset[tags_column]] for split, dataset in raw.items()}
+    all_tags = {tag for lists in tag_lists.values() for tags in lists for tag in tags}
+    bad = sorted(tag for tag in all_tags if not isinstance(tag, str) or not BIO_TAG.match(tag))
+    if bad:
+        raise ValueError(f"--dataset_name {name}: tags {bad[:5]} are not BIO names (O, B-TYPE, I-TYPE)")
+    label_names = bio_label_names(entity_types_of(all_tags))
+    features = ner_features(label_names)
+    raw = DatasetDict({
+        split: datasets.Dataset.from_dict(
+            {"tokens": dataset[tokens_column], "ner_tags": tag_lists[split]}, features=features
+        )
+        for split, dataset in raw.items()
+    })
+    return raw, label_names, f"The dataset `{name}`."
+
+
+def load_raw_ner_datasets(data_args: NerDataArguments, model_args) -> tuple[DatasetDict, list[str], str]:
+    """The splits (train/validation/test) with ``tokens`` and ``ner_tags``, the label names, and a description."""
+    if data_args.dataset_name in EMBEDDED_NER_DATASETS:
+        raw = load_embedded_ner_dataset(data_args.dataset_name)
+        return raw, raw["train"].features["ner_tags"].feature.names, embedded_ner_description(data_args.dataset_name)
+    if data_args.dataset_name is not None:
+        return load_ner_hub_dataset(data_args, model_args)
+    return load_ner_files(data_args)
+
+
+def prepare_ner_splits(data_args, model_args, training_args) -> tuple[DatasetDict, list[str], str]:
+    raw, label_names, description = load_raw_ner_datasets(data_args, model_args)
+    for split, needed, flag in (("train", training_args.do_train, "--do_train"),
+                                ("validation", training_args.do_eval, "--do_eval"),
+                                ("test", training_args.do_predict, "--do_predict")):
+        if needed and split not in raw:
+            raise ValueError(f"{flag} needs a {split} split: give --{split}_file or a dataset with one")
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
+                         ("test", data_args.max_predict_samples)):
+        if split in raw and limit is not None:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    return raw, label_names, description
+
+
+# ------------------------------------------------------------------------------------------------ tokenization
+def window_bounds(token_counts: list[int], tags: list[str] | None, capacity: int) -> list[tuple[int, int]]:
+    """``(first word, end word)`` of each window: whole words, at most ``capacity`` tokens (a single longer word
+    fills a window alone). With ``tags``, a cut is moved back to before a word not tagged ``I-`` when the window
+    allows, so no reference entity is split between two windows."""
+    bounds, start = [], 0
+    while start < len(token_counts):
+        end, used = start, 0
+        while end < len(token_counts) and (end == start or used + token_counts[end] <= capacity):
+            used, end = used + token_counts[end], end + 1
+        if end < len(token_counts) and tags is not None:
+            cut = end
+            while cut > start + 1 and tags[cut].startswith("I-"):
+                cut -= 1
+            end = cut if not tags[cut].startswith("I-") else end
+        bounds.append((start, end))
+        start = end
+    return bounds
+
+
+def inside_of(tag: str) -> str:
+    return f"I-{tag[2:]}" if tag.startswith("B-") else tag
+
+
+def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], data_args, training_args):
+    """Every split as windows: ``input_ids``, ``attention_mask`` (``token_type_ids``), ``labels`` and, for reading
+    predictions back, ``sentence_index``, ``first_word`` and ``word_ids`` (-1 for special tokens)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("token classification needs a fast tokenizer (a tokenizer.json, or one transformers can "
+                         "convert) to map tokens back to words")
+    capacity = data_args.max_seq_length - tokenizer.num_special_tokens_to_add()
+    padding = "max_length" if data_args.pad_to_max_length else False
+
+    def preprocess(batch: dict, indices: list[int], names: list[str]) -> dict:
+        word_pieces = tokenizer(batch["tokens"], is_split_into_words=True, add_special_tokens=False)
+        windows, origins = [], []
+        for row, (words, tag_ids) in enumerate(zip(batch["tokens"], batch["ner_tags"])):
+            tags = [names[t] for t in tag_ids]
+            counts = [0] * len(words)
+            for word in word_pieces.word_ids(row):
+                counts[word] += 1
+            # A word the tokenizer drops would lose its tag: read it as the unknown token instead.
+            words = [word if count else tokenizer.unk_token for word, count in zip(words, counts)]
+            for first, end in window_bounds([max(c, 1) for c in counts], tags, capacity):
+                windows.append(words[first:end])
+                origins.append((indices[row], first, tags[first:end]))
+        encoded = tokenizer(windows, is_split_into_words=True, truncation=True, max_length=data_args.max_seq_length,
+                            padding=padding)
+        encoded["labels"], encoded["sentence_index"], encoded["first_word"], encoded["word_ids"] = [], [], [], []
+        for row, (sentence, first, tags) in enumerate(origins):
+            word_ids, labels, previous = encoded.word_ids(row), [], None
+            for word in word_ids:
+                if word is None:
+                    labels.append(-100)
+                elif word != previous:
+                    labels.append(label2id[tags[word]])
+                else:
+                    labels.append(label2id[inside_of(tags[word])] if data_args.label_all_tokens else -100)
+                previous = word
+            encoded["labels"].append(labels)
+            encoded["sentence_index"].append(sentence)
+            encoded["first_word"].append(first)
+            encoded["word_ids"].append([-1 if word is None else word for word in word_ids])
+        return encoded
+
+    tokenized = DatasetDict()
+    with training_args.main_process_first(desc="tokenization"):
+        for split, dataset in raw.items():
+            tokenized[split] = dataset.map(
+                preprocess, batched=True, with_indices=True, num_proc=data_args.preprocessing_num_workers,
+                fn_kwargs={"names": dataset.features["ner_tags"].feature.names},
+                remove_columns=dataset.column_names, load_from_cache_file=not data_args.overwrite_cache,
+                desc=f"Tokenizing {split} into windows",
+            )
+    return tokenized
+
+
+# -------------------------------------------------------------------------------------------------------- model
+def build_ner_config_and_model(model_args: ModelArguments, label_names: list[str], tokenizer, max_seq_length: int):
+    """The config (``id2label``/``label2id`` set) and the token-classification model, pretrained or random."""
+    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
+    if model_args.config_name or model_args.model_name_or_path:
+        flag = "--config_name" if model_args.config_name else "--model_name_or_path"
+        config = from_pretrained(AutoConfig, flag, model_args.config_name or model_args.model_name_or_path,
+                                 trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
+    else:
+        config = GLMConfig.from_size(model_args.model_size, vocab_size=len(tokenizer),
+                                     pad_token_id=tokenizer.pad_token_id,
+                                     max_position_embeddings=max(512, max_seq_length))
+    apply_config_overrides(config, model_args.config_overrides, logger)
+    # A fine-tuned NER model keeps its own tag ids when it has the data's tags; otherwise the head is for the data's.
+    label2id = {label: i for i, label in enumerate(label_names)}
+    if not _is_default_label_map(config):
+        if sorted(config.label2id) == sorted(label_names):
+            label2id = {str(label): int(i) for label, i in config.label2id.items()}
+        else:
+            logger.warning("The model's labels %s differ from the data's %s: the classifier is re-initialised for "
+                           "the data's (needs --ignore_mismatched_sizes if their number differs).",
+                           sorted(config.label2id), label_names)
+    config.label2id, config.id2label = label2id, {i: label for label, i in label2id.items()}
+    config.num_labels = len(label2id)
+    if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
+        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}")
+    if max_seq_length > getattr(config, "max_position_embeddings", max_seq_length):
+        raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
+                         f"{config.max_position_embeddings}")
+    if model_args.model_name_or_path:
+        model = from_pretrained(
+            AutoModelForTokenClassification, "--model_name_or_path", model_args.model_name_or_path, config=config,
+            trust_remote_code=model_args.trust_remote_code, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+            **hub_kwargs,
+        )
+        reinitialize_top(model, model_args.reinit_top_layers, model_args.reinit_pooler)
+    else:
+        model = AutoModelForTokenClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    return config, model
+
+
+# ------------------------------------------------------------------------------------------------------ scoring
+def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[int, str]) -> tuple[list, list]:
+    """Predicted and true tag names per window, at the positions that carry a label (not -100)."""
+    predicted, true = [], []
+    for row_predictions, row_labels in zip(predictions, labels):
+        kept = row_labels != -100
+        predicted.append([id2label[int(i)] for i in row_predictions[kept]])
+        true.append([id2label[int(i)] for i in row_labels[kept]])
+    return predicted, true
+
+
+def build_ner_compute_metrics(id2label: dict[int, str], entity_level: bool):
+    """``compute_metrics`` for ``Trainer``: entity-level precision/recall/F1 and token accuracy (and per type)."""
+
+    def compute_metrics(eval_prediction) -> dict:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        predicted, true = tag_sequences(np.argmax(logits, axis=-1), eval_prediction.label_ids, id2label)
+        results = load_metric("seqeval").compute(predictions=predicted, references=true)
+        metrics = {name: results[f"overall_{name}"] for name in ("precision", "recall", "f1", "accuracy")}
+        if entity_level:
+            for kind, scores in results.items():
+                if isinstance(scores, dict):
+                    metrics.update({f"{kind}_{name}": value for name, value in scores.items()})
+        return metrics
+
+    return compute_metrics
+
+
+def sentence_predictions(tokenized, predictions: np.ndarray, id2label: dict[int, str], lengths: list[int]) -> list:
+    """The predicted tag of every word of every sentence, put back together from the windows (a word's tag is its
+    first sub-token's)."""
+    tags = [["O"] * length for length in lengths]
+    columns = tokenized.select_columns(["sentence_index", "first_word", "word_ids"])
+    for row, example in enumerate(columns):
+        sentence, first, previous = tags[example["sentence_index"]], example["first_word"], -1
+        for position, word in enumerate(example["word_ids"]):
+            if word != -1 and word != previous:
+                sentence[first + word] = id2label[int(predictions[row][position])]
+            previous = word
+    return tags
+
+
+def write_ner_predictions(path: str, raw_test, tags: list[list[str]]) -> str:
+    """CoNLL: each test token and its predicted tag, a blank line after each sentence (atomically)."""
+    staging = f"{path}.tmp"
+    with open(staging, "w", encoding="utf-8") as f:
+        for tokens, predicted in zip(raw_test["tokens"], tags):
+            f.writelines(f"{token} {tag}\n" for token, tag in zip(tokens, predicted))
+            f.write("\n")
+    os.replace(staging, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict:
+    """The command line: flags (or one .json/.yaml file) -> :func:`finetune_ner`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    return finetune_ner(*parse_args((ModelArguments, NerDataArguments, RecipeTrainingArguments), argv))
+
+
+def ner_run_identity(model_args, data_args, training_args, label_names: list[str]) -> dict:
+    operational = (
+        "cache_dir", "token", "trust_remote_code", "train_file", "validation_file", "test_file",
+        "preprocessing_num_workers", "overwrite_cache", "max_eval_samples", "max_predict_samples",
+        "return_entity_level_metrics",
+    )
+    return run_identity(
+        "finetune-ner", {"problem_type": "token_classification"}, label_names, model_args.model_source,
+        data_fingerprint({name: getattr(data_args, name) for name in
+                          ("train_file", "validation_file", "test_file", "dataset_name")}),
+        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
+    )
+
+
+def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, training_args: TrainingArguments) -> dict:
+    """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
+    setup_logging(training_args, logger)
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
+    check_max_steps(training_args)
+    set_seed(training_args.seed)
+    # Data, tokenizer and model are read and checked before the output folder is touched: bad input leaves nothing.
+    raw, label_names, _ = prepare_ner_splits(data_args, model_args, training_args)
+    flag, source = model_args.tokenizer_source
+    tokenizer = from_pretrained(AutoTokenizer, flag, source, cache_dir=model_args.cache_dir, token=model_args.token,
+                                trust_remote_code=model_args.trust_remote_code)
+    config, model = build_ner_config_and_model(model_args, label_names, tokenizer, data_args.max_seq_length)
+    tokenized = tokenize_ner_splits(raw, tokenizer, config.label2id, data_args, training_args)
+    collator = default_data_collator if data_args.pad_to_max_length else DataCollatorForTokenClassification(
+        tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
+    )
+    with RunFolder(training_args, ner_run_identity(model_args, data_args, training_args, label_names)) as run_folder:
+        resume_from_checkpoint = checkpoint_to_resume(training_args, logger)
+        trainer = Trainer(
+            model=model, args=training_args, processing_class=tokenizer, data_collator=collator,
+            train_dataset=tokenized.get("train") if training_args.do_train else None,
+            eval_dataset=tokenized.get("validation") if training_args.do_eval else None,
+            compute_metrics=build_ner_compute_metrics(config.id2label, data_args.return_entity_level_metrics),
+            callbacks=[run_folder.callback],
+        )
+        all_metrics = train(trainer, resume_from_checkpoint) if training_args.do_train else {}
+        for split, prefix, enabled in (("validation", "eval", training_args.do_eval),
+                                       ("test", "test", training_args.do_predict)):
+            if not enabled:
+                continue
+            output = trainer.predict(tokenized[split], metric_key_prefix=prefix)
+            metrics = {**output.metrics, f"{prefix}_samples": len(raw[split])}
+            metrics[f"{prefix}_windows"] = len(tokenized[split])
+            trainer.log_metrics(prefix, metrics)
+            trainer.save_metrics(prefix, metrics)
+            all_metrics.update(metrics)
+            if split == "test" and trainer.is_world_process_zero():
+                tags = sentence_predictions(tokenized[split], np.argmax(output.predictions, axis=-1), config.id2label,
+                                            [len(tokens) for tokens in raw[split]["tokens"]])
+                write_ner_predictions(os.path.join(training_args.output_dir, PREDICTIONS_FILE), raw[split], tags)
+    return all_metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,207 @@
+"""The NER recipe: CoNLL/JSON lines files with flags only, embedded corpora, windows, malformed input, pipeline."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from glm_hf import GLMForPreTraining, GLMForTokenClassification
+from glm_hf.finetuning_ner import main as finetune_ner
+from glm_hf.finetuning_ner import window_bounds
+
+FAST_FLAGS = [
+    "--max_seq_length", "32", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "16",
+    "--report_to", "none", "--save_strategy", "no", "--logging_steps", "1", "--dataloader_pin_memory", "False",
+    "--seed", "0", "--max_steps", "2", "--learning_rate", "1e-3",
+]
+# Sentences of people, places and organisations (characters the tiny vocabulary mostly holds).
+SENTENCES = [
+    [("江泽民", "PER"), ("在", None), ("北京", "LOC"), ("发表讲话。", None)],
+    [("中共中央", "ORG"), ("总书记", None), ("江泽民", "PER"), ("来到", None), ("香港", "LOC"), ("。", None)],
+    [("我在", None), ("北京", "LOC"), ("买了一本书，很好。", None)],
+    [("新华社", "ORG"), ("记者报道，", None), ("邓小平", "PER"), ("同志", None)],
+]
+
+
+def _conll_lines(sentence) -> list[str]:
+    lines = []
+    for text, kind in sentence:
+        lines += [f"{ch} {'O' if kind is None else ('B-' if i == 0 else 'I-') + kind}" for i, ch in enumerate(text)]
+    return lines
+
+
+def _write_conll(path, sentences, repeat=1) -> str:
+    blocks = ["\n".join(_conll_lines(sentence)) for sentence in sentences * repeat]
+    path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A (randomly initialised) GLMForPreTraining folder, as the pretraining recipe leaves it."""
+    from transformers import AutoTokenizer
+
+    from glm_hf import GLMConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    folder = tmp_path_factory.mktemp("pretrain")
+    torch.manual_seed(0)
+    config = GLMConfig.from_size(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id
+    )
+    GLMForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def conll_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("conll")
+    return (_write_conll(folder / "train.conll", SENTENCES, repeat=10),
+            _write_conll(folder / "dev.conll", SENTENCES[:2]), _write_conll(folder / "test.conll", SENTENCES[2:]))
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory, pretrained_dir, conll_files):
+    """A GLMForTokenClassification folder trained two steps on the CoNLL files, with flags only."""
+    output_dir = str(tmp_path_factory.mktemp("ner") / "run")
+    train, dev, test = conll_files
+    metrics = finetune_ner([
+        "--model_name_or_path", pretrained_dir, "--train_file", train, "--validation_file", dev, "--test_file", test,
+        "--do_train", "--do_eval", "--do_predict", "--return_entity_level_metrics", "--output_dir", output_dir,
+        *FAST_FLAGS,
+    ])
+    return output_dir, metrics
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_conll_files_with_flags_only(trained_dir, conll_files):
+    output_dir, metrics = trained_dir
+    config = _read(os.path.join(output_dir, "config.json"))
+    assert config["architectures"] == ["GLMForTokenClassification"]
+    labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    assert config["label2id"] == {label: i for i, label in enumerate(labels)}
+    assert {int(i): label for i, label in config["id2label"].items()} == dict(enumerate(labels))
+    for name in ("train_results.json", "eval_results.json", "test_results.json", "all_results.json"):
+        assert os.path.isfile(os.path.join(output_dir, name)), name
+    test_results = _read(os.path.join(output_dir, "test_results.json"))
+    for key in ("test_precision", "test_recall", "test_f1", "test_accuracy", "test_PER_f1", "test_LOC_number"):
+        assert key in test_results and key in metrics, key
+    assert test_results["test_samples"] == 2 and test_results["test_LOC_number"] == 1
+    assert test_results["test_PER_number"] == 1 and test_results["test_ORG_number"] == 1
+    # The predictions file reads back as CoNLL: the test tokens, one predicted BIO tag each.
+    from glm_hf.ner_data import read_ner_file
+
+    predicted = read_ner_file(os.path.join(output_dir, "predict_results.conll"), "--test_file")
+    expected = read_ner_file(conll_files[2], "--test_file")
+    assert [s.tokens for s in predicted] == [s.tokens for s in expected]
+
+
+def test_saved_folder_loads_and_tags_whole_entities_in_a_pipeline(trained_dir):
+    from transformers import pipeline
+
+    output_dir, _ = trained_dir
+    model = GLMForTokenClassification.from_pretrained(output_dir)
+    model.classifier.weight.data.zero_()
+    model.classifier.bias.data = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 4.0])  # every character B-PER/I-PER
+    # Make the tags depend on nothing but the bias: B-PER wins at every position except where I-PER is pushed.
+    tagger = pipeline("token-classification", model=model, tokenizer=output_dir, aggregation_strategy="simple")
+    text = "江泽民在北京"
+    entities = tagger(text)
+    assert entities, "the pipeline returns entities"
+    for entity in entities:
+        assert set(entity) >= {"entity_group", "score", "word", "start", "end"}
+        assert entity["entity_group"] in {"PER", "LOC", "ORG"}
+        assert text[entity["start"]:entity["end"]].replace(" ", "") == entity["word"].replace(" ", "")
+    # "simple" groups a B- and the I- tags that follow it into one entity spanning several characters.
+    model.classifier.bias.data = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0])  # every character I-PER
+    whole = pipeline("token-classification", model=model, tokenizer=output_dir, aggregation_strategy="simple")(text)
+    assert [(e["entity_group"], e["start"], e["end"]) for e in whole] == [("PER", 0, len(text))]
+
+
+def test_random_init_on_an_embedded_corpus_slice(tmp_path, tiny_tokenizer_dir):
+    output_dir = str(tmp_path / "run")
+    metrics = finetune_ner([
+        "--model_size", "tiny", "--tokenizer_name", tiny_tokenizer_dir, "--dataset_name", "peoples_daily",
+        "--max_train_samples", "40", "--max_eval_samples", "20", "--do_train", "--do_eval",
+        "--output_dir", output_dir, *FAST_FLAGS,
+    ])
+    assert metrics["eval_samples"] == 20 and metrics["eval_windows"] > 20, "People's Daily paragraphs need windows"
+    assert 0.0 <= metrics["eval_f1"] <= 1.0
+    config = _read(os.path.join(output_dir, "config.json"))
+    assert config["id2label"]["0"] == "O" and len(config["id2label"]) == 7
+
+
+def test_json_lines_with_named_columns(tmp_path, pretrained_dir):
+    records = []
+    for sentence in SENTENCES * 5:
+        pairs = [line.split() for line in _conll_lines(sentence)]
+        records.append({"chars": [p[0] for p in pairs], "tags": [p[1] for p in pairs]})
+    records.append({"chars": [], "tags": []})  # an empty sentence: skipped with a warning
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records) + "\n", encoding="utf-8")
+    metrics = finetune_ner([
+        "--model_name_or_path", pretrained_dir, "--train_file", str(path), "--text_column_name", "chars",
+        "--label_column_name", "tags", "--do_train", "--output_dir", str(tmp_path / "run"), *FAST_FLAGS,
+    ])
+    assert metrics["train_samples"] > 0
+
+
+def test_windows_cover_every_word_once_and_keep_entities_whole():
+    tags = ["O", "B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC", "O"]
+    bounds = window_bounds([1] * len(tags), tags, capacity=3)
+    assert [i for start, end in bounds for i in range(start, end)] == list(range(len(tags)))
+    for start, end in bounds:
+        assert end - start <= 3
+        assert end == len(tags) or not tags[end].startswith("I-"), (start, end)
+    # An entity longer than a window is cut (there is no other way), still covering each word once.
+    long = ["B-ORG"] + ["I-ORG"] * 6
+    assert window_bounds([1] * 7, long, capacity=3) == [(0, 3), (3, 6), (6, 7)]
+    # A word longer than a window fills one alone.
+    assert window_bounds([1, 5, 1], None, capacity=3) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_long_sentence_is_windowed_not_cut(tmp_path, trained_dir):
+    output_dir, _ = trained_dir
+    sentence = SENTENCES[1] * 6  # 90 characters: several 32-token windows
+    test = _write_conll(tmp_path / "long.conll", [sentence])
+    metrics = finetune_ner([
+        "--model_name_or_path", output_dir, "--test_file", test, "--do_predict",
+        "--output_dir", str(tmp_path / "predict"), *FAST_FLAGS,
+    ])
+    assert metrics["test_windows"] >= 3
+    from glm_hf.ner_data import read_ner_file
+
+    predicted = read_ner_file(str(tmp_path / "predict" / "predict_results.conll"), "--test_file")
+    assert len(predicted) == 1 and len(predicted[0].tokens) == sum(len(text) for text, _ in sentence)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("江 B-PER\n泽 I-PER extra\n", r"--train_file .*bad\.conll: line 2 has 3 columns"),
+        ("江 B-PER\n泽 X-PER\n", r"--train_file .*bad\.conll: line 2 has the tag 'X-PER', which is not a BIO name"),
+        ("江 S-PER\n", r"line 1 has the tag 'S-PER', which is not a BIO name; .*convert BIOES/BMES"),
+    ],
+)
+def test_malformed_training_file_names_file_and_line(tmp_path, pretrained_dir, content, message):
+    path = tmp_path / "bad.conll"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=message):
+        finetune_ner(["--model_name_or_path", pretrained_dir, "--train_file", str(path), "--do_train",
+                      "--output_dir", str(tmp_path / "run"), *FAST_FLAGS])
+    assert not os.path.exists(tmp_path / "run"), "bad input leaves nothing behind"
+
+
+def test_test_label_unseen_in_train_is_refused(tmp_path, pretrained_dir, conll_files):
+    test = tmp_path / "test.conll"
+    test.write_text("北 B-LOC\n京 I-LOC\n\n奥 B-MISC\n运 I-MISC\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"--test_file .*test\.conll: line 4 has the tag 'B-MISC', whose type is "
+                                         r"not in --train_file"):
+        finetune_ner(["--model_name_or_path", pretrained_dir, "--train_file", conll_files[0], "--test_file",
+                      str(test), "--do_train", "--do_predict", "--output_dir", str(tmp_path / "run"), *FAST_FLAGS])
