@@ -88,10 +88,11 @@ def hash_bucket(text: str) -> int:
 
 
 def _dataset_dict(splits: dict[str, list[tuple[list[str], list[str]]]], label_names: list[str]) -> DatasetDict:
-    features = ner_features(label_names)
+    features, label_ids = ner_features(label_names), {name: i for i, name in enumerate(label_names)}
     return DatasetDict({
         name: Dataset.from_dict(
-            {"tokens": [tokens for tokens, _ in sentences], "ner_tags": [tags for _, tags in sentences]},
+            {"tokens": [tokens for tokens, _ in sentences],
+             "ner_tags": [[label_ids[tag] for tag in tags] for _, tags in sentences]},
             features=features,
         )
         for name, sentences in splits.items()
@@ -117,6 +118,8 @@ def bmes_to_bio(tag: str) -> str:
 
 def read_bmes_sentences(path: str) -> list[tuple[list[str], list[str]]]:
     """Sentences of a ``character tag`` file in BMES, with BIO tags (repaired as :func:`repair_bio` says)."""
+    # A table lookup per line, not a regex: the two MSRA files are 2.4 million lines.
+    bio_of = {"O": "O", **{f"{p}-{kind}": bmes_to_bio(f"{p}-{kind}") for p in "BMES" for kind in ENTITY_TYPES}}
     sentences, tokens, tags = [], [], []
     with open(path, encoding="utf-8") as f:
         for line_number, line in enumerate(f, 1):
@@ -126,10 +129,10 @@ def read_bmes_sentences(path: str) -> list[tuple[list[str], list[str]]]:
                     sentences.append((tokens, repair_bio(tags)[0]))
                 tokens, tags = [], []
                 continue
-            if len(fields) != 2 or not re.match(r"^(?:O|[BMES]-(?:PER|LOC|ORG))$", fields[1]):
+            if len(fields) != 2 or fields[1] not in bio_of:
                 raise ValueError(f"{path}: line {line_number} is not 'character BMES-tag': {line.strip()!r}")
             tokens.append(fields[0])
-            tags.append(bmes_to_bio(fields[1]))
+            tags.append(bio_of[fields[1]])
     if tokens:
         sentences.append((tokens, repair_bio(tags)[0]))
     return sentences
