@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from glm_hf import GLMForPreTraining, GLMForTokenClassification
 from glm_hf.finetuning_ner import main as finetune_ner
@@ -108,8 +109,8 @@ def test_saved_folder_loads_and_tags_whole_entities_in_a_pipeline(trained_dir):
     output_dir, _ = trained_dir
     model = GLMForTokenClassification.from_pretrained(output_dir)
     model.classifier.weight.data.zero_()
-    model.classifier.bias.data = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 4.0])  # every character B-PER/I-PER
-    # Make the tags depend on nothing but the bias: B-PER wins at every position except where I-PER is pushed.
+    # A zero classifier weight leaves the bias alone to choose: B-PER at every character.
+    model.classifier.bias.data = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 5.0, 4.0])
     tagger = pipeline("token-classification", model=model, tokenizer=output_dir, aggregation_strategy="simple")
     text = "江泽民在北京"
     entities = tagger(text)
@@ -205,3 +206,45 @@ def test_test_label_unseen_in_train_is_refused(tmp_path, pretrained_dir, conll_f
                                          r"not in --train_file"):
         finetune_ner(["--model_name_or_path", pretrained_dir, "--train_file", conll_files[0], "--test_file",
                       str(test), "--do_train", "--do_predict", "--output_dir", str(tmp_path / "run"), *FAST_FLAGS])
+
+
+@pytest.mark.parametrize("label_all_tokens", [False, True])
+def test_sub_tokens_and_dropped_words_are_aligned(tiny_tokenizer, label_all_tokens):
+    """A word of several tokens tags its first (and with --label_all_tokens every, B- as I-) sub-token; a word the
+    tokenizer drops (a zero-width space) is read as [UNK], so it keeps its tag."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from glm_hf.finetuning_ner import tokenize_ner_splits
+    from glm_hf.ner_data import ner_features
+
+    labels = ["O", "B-ORG", "I-ORG"]
+    raw = DatasetDict({"test": Dataset.from_dict(
+        {"tokens": [["北京大学", "\u200b", "好"]], "ner_tags": [[1, 2, 0]]}, features=ner_features(labels))})
+    data_args = SimpleNamespace(max_seq_length=32, pad_to_max_length=False, label_all_tokens=label_all_tokens,
+                                preprocessing_num_workers=None, overwrite_cache=True)
+    label2id = {label: i for i, label in enumerate(labels)}
+    example = tokenize_ner_splits(raw, tiny_tokenizer, label2id, data_args, TrainingArguments("unused"))["test"][0]
+    assert example["word_ids"] == [-1, 0, 0, 0, 0, 1, 2, -1]
+    assert example["input_ids"][5] == tiny_tokenizer.unk_token_id
+    inside = [2, 2, 2] if label_all_tokens else [-100, -100, -100]
+    assert example["labels"] == [-100, 1, *inside, 2, 0, -100]
+
+
+def test_saved_dataset_folder_with_its_own_label_order(tmp_path, pretrained_dir):
+    """A save_to_disk folder whose ClassLabel lists the tags in another order: read by name, not by id."""
+    names = ["B-PER", "O", "I-PER", "B-LOC", "I-LOC"]
+    ids = {name: i for i, name in enumerate(names)}
+    tokens, tags = ["江", "泽", "民", "在", "北", "京"], ["B-PER", "I-PER", "I-PER", "O", "B-LOC", "I-LOC"]
+    features = Features({"words": Sequence(Value("string")), "tags": Sequence(ClassLabel(names=names))})
+    split = Dataset.from_dict({"words": [tokens] * 8, "tags": [[ids[t] for t in tags]] * 8}, features=features)
+    DatasetDict({"train": split, "validation": split}).save_to_disk(str(tmp_path / "data"))
+    metrics = finetune_ner([
+        "--model_name_or_path", pretrained_dir, "--dataset_name", str(tmp_path / "data"), "--text_column_name",
+        "words", "--label_column_name", "tags", "--do_train", "--do_eval", "--return_entity_level_metrics",
+        "--output_dir", str(tmp_path / "run"), *FAST_FLAGS,
+    ])
+    assert metrics["eval_PER_number"] == 8 and metrics["eval_LOC_number"] == 8
+    config = _read(str(tmp_path / "run" / "config.json"))
+    assert config["label2id"] == {"O": 0, "B-LOC": 1, "I-LOC": 2, "B-PER": 3, "I-PER": 4}
