@@ -49,7 +49,7 @@ from transformers import (
 from .configuration_glm import GLMConfig
 from .data_files import DEFAULT_ENCODING, check_encoding_name, require_file
 from .evaluation import load_metric
-from .finetuning import ModelArguments, _is_default_label_map, reinitialize_top, train
+from .finetuning import ModelArguments, _is_default_label_map, reinitialize_top
 from .model_sources import from_pretrained
 from .ner_data import (
     BIO_TAG,
@@ -308,7 +308,9 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
 
 
 # -------------------------------------------------------------------------------------------------------- model
-def build_ner_config_and_model(model_args: ModelArguments, label_names: list[str], tokenizer, max_seq_length: int):
+def build_ner_config_and_model(
+    model_args: ModelArguments, label_names: list[str], tokenizer, max_seq_length: int, training: bool = True
+):
     """The config (``id2label``/``label2id`` set) and the token-classification model, pretrained or random."""
     hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
     if model_args.config_name or model_args.model_name_or_path:
@@ -320,11 +322,18 @@ def build_ner_config_and_model(model_args: ModelArguments, label_names: list[str
                                      pad_token_id=tokenizer.pad_token_id,
                                      max_position_embeddings=max(512, max_seq_length))
     apply_config_overrides(config, model_args.config_overrides, logger)
-    # A fine-tuned NER model keeps its own tag ids when it has the data's tags; otherwise the head is for the data's.
+    # A fine-tuned NER model keeps its own tags (and head) when they cover the data's; otherwise training gives it a
+    # head for the data's tags, and scoring alone is refused (the model cannot predict the missing ones).
     label2id = {label: i for i, label in enumerate(label_names)}
     if not _is_default_label_map(config):
-        if sorted(config.label2id) == sorted(label_names):
+        if set(label_names) <= set(config.label2id):
             label2id = {str(label): int(i) for label, i in config.label2id.items()}
+        elif not training:
+            raise ValueError(
+                f"--model_name_or_path {model_args.model_name_or_path} tags {sorted(config.label2id)}, but the data "
+                f"has {sorted(set(label_names) - set(config.label2id))} too; score it with a model trained on those "
+                "tags, or add --do_train with a --train_file that has them"
+            )
         else:
             logger.warning("The model's labels %s differ from the data's %s: the classifier is re-initialised for "
                            "the data's (needs --ignore_mismatched_sizes if their number differs).",
@@ -423,6 +432,17 @@ def ner_run_identity(model_args, data_args, training_args, label_names: list[str
     )
 
 
+def train_ner(trainer: Trainer, resume_from_checkpoint: str | None, sentences: int) -> dict:
+    """Train, save the model (with its code and the tokenizer), the train metrics and the trainer state."""
+    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model()
+    metrics = {**train_result.metrics, "train_samples": sentences, "train_windows": len(trainer.train_dataset)}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    return metrics
+
+
 def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, training_args: TrainingArguments) -> dict:
     """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
     setup_logging(training_args, logger)
@@ -435,7 +455,8 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
     flag, source = model_args.tokenizer_source
     tokenizer = from_pretrained(AutoTokenizer, flag, source, cache_dir=model_args.cache_dir, token=model_args.token,
                                 trust_remote_code=model_args.trust_remote_code)
-    config, model = build_ner_config_and_model(model_args, label_names, tokenizer, data_args.max_seq_length)
+    config, model = build_ner_config_and_model(model_args, label_names, tokenizer, data_args.max_seq_length,
+                                               training=training_args.do_train)
     tokenized = tokenize_ner_splits(raw, tokenizer, config.label2id, data_args, training_args)
     collator = default_data_collator if data_args.pad_to_max_length else DataCollatorForTokenClassification(
         tokenizer, pad_to_multiple_of=8 if (training_args.fp16 or training_args.bf16) else None
@@ -449,7 +470,7 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
             compute_metrics=build_ner_compute_metrics(config.id2label, data_args.return_entity_level_metrics),
             callbacks=[run_folder.callback],
         )
-        all_metrics = train(trainer, resume_from_checkpoint) if training_args.do_train else {}
+        all_metrics = train_ner(trainer, resume_from_checkpoint, len(raw["train"])) if training_args.do_train else {}
         for split, prefix, enabled in (("validation", "eval", training_args.do_eval),
                                        ("test", "test", training_args.do_predict)):
             if not enabled:

@@ -94,6 +94,7 @@ def test_conll_files_with_flags_only(trained_dir, conll_files):
     for key in ("test_precision", "test_recall", "test_f1", "test_accuracy", "test_PER_f1", "test_LOC_number"):
         assert key in test_results and key in metrics, key
     assert test_results["test_samples"] == 2 and test_results["test_LOC_number"] == 1
+    assert _read(os.path.join(output_dir, "train_results.json"))["train_samples"] == 40, "sentences, not windows"
     assert test_results["test_PER_number"] == 1 and test_results["test_ORG_number"] == 1
     # The predictions file reads back as CoNLL: the test tokens, one predicted BIO tag each.
     from glm_hf.ner_data import read_ner_file
@@ -248,3 +249,39 @@ def test_saved_dataset_folder_with_its_own_label_order(tmp_path, pretrained_dir)
     assert metrics["eval_PER_number"] == 8 and metrics["eval_LOC_number"] == 8
     config = _read(str(tmp_path / "run" / "config.json"))
     assert config["label2id"] == {"O": 0, "B-LOC": 1, "I-LOC": 2, "B-PER": 3, "I-PER": 4}
+
+
+def test_glm_hf_finetune_ner_help_lists_the_run_ner_flags(capsys):
+    from glm_hf.cli import main as glm_hf
+
+    with pytest.raises(SystemExit) as exit_info:
+        glm_hf(["finetune-ner", "--help"])
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    for flag in ("--model_name_or_path", "--model_size", "--tokenizer_name", "--dataset_name", "--train_file",
+                 "--validation_file", "--test_file", "--text_column_name", "--label_column_name", "--label_all_tokens",
+                 "--max_seq_length", "--return_entity_level_metrics", "--learning_rate", "--eval_strategy"):
+        assert flag in shown, flag
+
+
+def test_bad_flags_name_what_is_allowed(tmp_path, pretrained_dir, conll_files):
+    base = ["--model_name_or_path", pretrained_dir, "--do_train", "--output_dir", str(tmp_path / "run")]
+    with pytest.raises(ValueError, match=r"--train_file must end with one of \['.conll'"):
+        finetune_ner([*base, "--train_file", str(tmp_path / "train.csv")])
+    with pytest.raises(ValueError, match="give either --dataset_name or --train_file"):
+        finetune_ner([*base, "--dataset_name", "msra", "--train_file", conll_files[0]])
+    with pytest.raises(ValueError, match=r"--do_eval needs a validation split: give --validation_file"):
+        finetune_ner([*base, "--train_file", conll_files[0], "--do_eval", *FAST_FLAGS])
+
+
+def test_fine_tuned_model_scores_a_file_with_fewer_types_and_refuses_unknown_ones(tmp_path, trained_dir):
+    output_dir, _ = trained_dir
+    people = _write_conll(tmp_path / "people.conll", [[("江泽民", "PER"), ("来了", None)]])
+    metrics = finetune_ner(["--model_name_or_path", output_dir, "--test_file", people, "--do_predict",
+                            "--output_dir", str(tmp_path / "people"), *FAST_FLAGS])
+    assert metrics["test_samples"] == 1
+    other = tmp_path / "other.conll"
+    other.write_text("奥 B-MISC\n运 I-MISC\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"tags \['B-LOC'.*but the data has \['B-MISC', 'I-MISC'\] too"):
+        finetune_ner(["--model_name_or_path", output_dir, "--test_file", str(other), "--do_predict",
+                      "--output_dir", str(tmp_path / "other"), *FAST_FLAGS])
