@@ -12,14 +12,17 @@ model could never predict it, so its score would be silently low). Reading rules
 :mod:`glm_hf.ner_data`.
 
 Tokens are words (for Chinese, characters). Each word's first sub-token carries its tag; its other sub-tokens carry
-``-100`` (not trained, not scored), or with ``--label_all_tokens`` the word's tag (``B-`` as ``I-``), which they are
-then scored on too, as in ``run_ner.py``. A word the tokenizer drops (a control character) is read as ``[UNK]``, so
-every word is scored. A sentence longer than ``--max_seq_length`` tokens is split into windows of whole words, each
-scored once; a cut falls between two reference entities when the window allows it, so reference spans stay whole.
+``-100`` (not trained), or with ``--label_all_tokens`` the word's tag (``B-`` as ``I-``), as in ``run_ner.py``. A
+word the tokenizer drops (a control character) is read as ``[UNK]``, so every word keeps its tag. A sentence longer
+than ``--max_seq_length`` tokens is split into windows of whole words, never cut short; a cut falls between two
+reference entities when the window allows it.
 
-Scores (``compute_metrics``): the local ``seqeval`` metric module, entity level (exact span and type):
-``precision``, ``recall``, ``f1`` and token ``accuracy``; with ``--return_entity_level_metrics`` also
-``<TYPE>_precision``, ``<TYPE>_recall``, ``<TYPE>_f1`` and ``<TYPE>_number`` per entity type.
+Scores: the local ``seqeval`` metric module, entity level (exact span and type): ``precision``, ``recall``, ``f1``
+and token ``accuracy``; with ``--return_entity_level_metrics`` also ``<TYPE>_precision``, ``<TYPE>_recall``,
+``<TYPE>_f1`` and ``<TYPE>_number`` (reference entities) per entity type. The final validation and test scores
+(``eval_*``, ``test_*``) are the sentences': windows put back together, each word tagged by its first sub-token, so
+neither windows nor ``--label_all_tokens`` change them. Evaluations during training (``--eval_strategy``) score the
+windows' labelled tokens, as ``run_ner.py`` does.
 
 Outputs in ``--output_dir``: the ``GLMForTokenClassification`` model (``id2label``/``label2id`` in its config, its
 code) and tokenizer, ``train_results.json``, ``eval_results.json``, ``test_results.json``, ``all_results.json``,
@@ -368,20 +371,26 @@ def tag_sequences(predictions: np.ndarray, labels: np.ndarray, id2label: dict[in
     return predicted, true
 
 
+def seqeval_scores(predicted: list[list[str]], true: list[list[str]], entity_level: bool) -> dict:
+    """``precision``, ``recall``, ``f1`` (entity level) and token ``accuracy``; per type too with ``entity_level``."""
+    results = load_metric("seqeval").compute(predictions=predicted, references=true)
+    metrics = {name: results[f"overall_{name}"] for name in ("precision", "recall", "f1", "accuracy")}
+    if entity_level:
+        for kind, scores in results.items():
+            if isinstance(scores, dict):
+                metrics.update({f"{kind}_{name}": value for name, value in scores.items()})
+    return metrics
+
+
 def build_ner_compute_metrics(id2label: dict[int, str], entity_level: bool):
-    """``compute_metrics`` for ``Trainer``: entity-level precision/recall/F1 and token accuracy (and per type)."""
+    """``compute_metrics`` for ``Trainer``: :func:`seqeval_scores` of the windows (the evaluations during training;
+    the final validation and test scores are the sentences', see :func:`finetune_ner`)."""
 
     def compute_metrics(eval_prediction) -> dict:
         logits = eval_prediction.predictions
         logits = logits[0] if isinstance(logits, tuple) else logits
         predicted, true = tag_sequences(np.argmax(logits, axis=-1), eval_prediction.label_ids, id2label)
-        results = load_metric("seqeval").compute(predictions=predicted, references=true)
-        metrics = {name: results[f"overall_{name}"] for name in ("precision", "recall", "f1", "accuracy")}
-        if entity_level:
-            for kind, scores in results.items():
-                if isinstance(scores, dict):
-                    metrics.update({f"{kind}_{name}": value for name, value in scores.items()})
-        return metrics
+        return seqeval_scores(predicted, true, entity_level)
 
     return compute_metrics
 
@@ -432,6 +441,27 @@ def ner_run_identity(model_args, data_args, training_args, label_names: list[str
     )
 
 
+def score_split(trainer: Trainer, raw_split, tokenized_split, prefix: str, data_args: NerDataArguments) -> dict:
+    """Predict a split and score its sentences (windows put back together, each word by its first sub-token), so
+    that neither windows nor --label_all_tokens change the score; the test split's predictions are written too."""
+    output = trainer.predict(tokenized_split, metric_key_prefix=prefix)
+    id2label = trainer.model.config.id2label
+    predicted = sentence_predictions(tokenized_split, np.argmax(output.predictions, axis=-1), id2label,
+                                     [len(tokens) for tokens in raw_split["tokens"]])
+    names = raw_split.features["ner_tags"].feature.names
+    true = [[names[t] for t in tags] for tags in raw_split["ner_tags"]]
+    metrics = {key: value for key, value in output.metrics.items() if not key.startswith(f"{prefix}_")
+               or key[len(prefix) + 1:] in ("loss", "runtime", "samples_per_second", "steps_per_second")}
+    metrics.update({f"{prefix}_{name}": value for name, value in
+                    seqeval_scores(predicted, true, data_args.return_entity_level_metrics).items()})
+    metrics.update({f"{prefix}_samples": len(raw_split), f"{prefix}_windows": len(tokenized_split)})
+    trainer.log_metrics(prefix, metrics)
+    trainer.save_metrics(prefix, metrics)
+    if prefix == "test" and trainer.is_world_process_zero():
+        write_ner_predictions(os.path.join(trainer.args.output_dir, PREDICTIONS_FILE), raw_split, predicted)
+    return metrics
+
+
 def train_ner(trainer: Trainer, resume_from_checkpoint: str | None, sentences: int) -> dict:
     """Train, save the model (with its code and the tokenizer), the train metrics and the trainer state."""
     train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
@@ -473,18 +503,8 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
         all_metrics = train_ner(trainer, resume_from_checkpoint, len(raw["train"])) if training_args.do_train else {}
         for split, prefix, enabled in (("validation", "eval", training_args.do_eval),
                                        ("test", "test", training_args.do_predict)):
-            if not enabled:
-                continue
-            output = trainer.predict(tokenized[split], metric_key_prefix=prefix)
-            metrics = {**output.metrics, f"{prefix}_samples": len(raw[split])}
-            metrics[f"{prefix}_windows"] = len(tokenized[split])
-            trainer.log_metrics(prefix, metrics)
-            trainer.save_metrics(prefix, metrics)
-            all_metrics.update(metrics)
-            if split == "test" and trainer.is_world_process_zero():
-                tags = sentence_predictions(tokenized[split], np.argmax(output.predictions, axis=-1), config.id2label,
-                                            [len(tokens) for tokens in raw[split]["tokens"]])
-                write_ner_predictions(os.path.join(training_args.output_dir, PREDICTIONS_FILE), raw[split], tags)
+            if enabled:
+                all_metrics.update(score_split(trainer, raw[split], tokenized[split], prefix, data_args))
     return all_metrics
 
 

@@ -285,3 +285,25 @@ def test_fine_tuned_model_scores_a_file_with_fewer_types_and_refuses_unknown_one
     with pytest.raises(ValueError, match=r"tags \['B-LOC'.*but the data has \['B-MISC', 'I-MISC'\] too"):
         finetune_ner(["--model_name_or_path", output_dir, "--test_file", str(other), "--do_predict",
                       "--output_dir", str(tmp_path / "other"), *FAST_FLAGS])
+
+
+def test_final_scores_are_the_sentences_whatever_the_windows(tmp_path, trained_dir):
+    """A model that tags every character I-PER, whatever its context: in windows, each window would start a person
+    of its own; put back together, each sentence is one person, however many windows it took."""
+    from transformers import AutoTokenizer
+
+    model = GLMForTokenClassification.from_pretrained(trained_dir[0])
+    model.classifier.weight.data.zero_()
+    model.classifier.bias.data = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0])
+    model.save_pretrained(tmp_path / "model")
+    AutoTokenizer.from_pretrained(trained_dir[0]).save_pretrained(tmp_path / "model")
+    test = _write_conll(tmp_path / "one.conll", [[("江泽民" * 10, "PER")], [("邓小平", "PER"), ("来了", None)]])
+    scores = {}
+    for length in ("8", "64"):
+        flags = [*FAST_FLAGS, "--max_seq_length", length, "--return_entity_level_metrics"]
+        scores[length] = finetune_ner(["--model_name_or_path", str(tmp_path / "model"), "--test_file", test,
+                                       "--do_predict", "--output_dir", str(tmp_path / length), *flags])
+    assert scores["8"]["test_windows"] > scores["64"]["test_windows"] == 2
+    assert scores["8"]["test_precision"] == scores["64"]["test_precision"] == 0.5  # 邓小平来了 is one person
+    assert scores["8"]["test_recall"] == scores["64"]["test_recall"] == 0.5
+    assert scores["8"]["test_PER_number"] == 2
