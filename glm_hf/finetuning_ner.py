@@ -62,6 +62,7 @@ from .ner_data import (
     load_embedded_ner_dataset,
     ner_features,
     read_ner_file,
+    repair_bio,
 )
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
 from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
@@ -195,10 +196,18 @@ def load_ner_hub_dataset(data_args: NerDataArguments, model_args) -> tuple[Datas
     names_of = (lambda tags: [inner.int2str(t) for t in tags]) if isinstance(inner, ClassLabel) else list
     tag_lists = {split: [names_of(tags) for tags in dataset[tags_column]] for split, dataset in raw.items()}
     all_tags = {tag for lists in tag_lists.values() for tags in lists for tag in tags}
-    bad = sorted(tag for tag in all_tags if not isinstance(tag, str) or not BIO_TAG.match(tag))
+    bad = sorted(str(tag) for tag in all_tags if not isinstance(tag, str) or not BIO_TAG.match(tag))
     if bad:
         raise ValueError(f"--dataset_name {name}: tags {bad[:5]} are not BIO names (O, B-TYPE, I-TYPE)")
-    label_names = bio_label_names(entity_types_of(all_tags))
+    tag_lists = {split: [repair_bio(tags)[0] for tags in lists] for split, lists in tag_lists.items()}
+    reference = "train" if "train" in raw else next(iter(raw))
+    label_names = bio_label_names(entity_types_of(tag for tags in tag_lists[reference] for tag in tags))
+    for split, lists in tag_lists.items():
+        for index, tags in enumerate(lists):
+            unseen = sorted(set(tags) - set(label_names))
+            if unseen:
+                raise ValueError(f"--dataset_name {name}: sentence {index} of the {split} split has {unseen}, whose "
+                                 f"type is not in its {reference} split (types {entity_types_of(label_names)})")
     features = ner_features(label_names)
     raw = DatasetDict({
         split: datasets.Dataset.from_dict(

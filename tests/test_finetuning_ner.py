@@ -307,3 +307,15 @@ def test_final_scores_are_the_sentences_whatever_the_windows(tmp_path, trained_d
     assert scores["8"]["test_precision"] == scores["64"]["test_precision"] == 0.5  # 邓小平来了 is one person
     assert scores["8"]["test_recall"] == scores["64"]["test_recall"] == 0.5
     assert scores["8"]["test_PER_number"] == 2
+
+
+def test_saved_dataset_folder_with_a_type_train_lacks_is_refused(tmp_path, pretrained_dir):
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG"]
+    features = Features({"tokens": Sequence(Value("string")), "ner_tags": Sequence(ClassLabel(names=names))})
+    train = Dataset.from_dict({"tokens": [["江", "泽"]], "ner_tags": [[1, 2]]}, features=features)
+    test = Dataset.from_dict({"tokens": [["江", "泽"], ["新", "华"]], "ner_tags": [[1, 2], [0, 4]]}, features=features)
+    DatasetDict({"train": train, "test": test}).save_to_disk(str(tmp_path / "data"))
+    with pytest.raises(ValueError, match=r"sentence 1 of the test split has \['B-ORG'\], whose type is not in its "
+                                         r"train split \(types \['PER'\]\)"):
+        finetune_ner(["--model_name_or_path", pretrained_dir, "--dataset_name", str(tmp_path / "data"),
+                      "--do_train", "--do_predict", "--output_dir", str(tmp_path / "run"), *FAST_FLAGS])
