@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"glm-hf: unknown command {command!r}; choose one of {', '.join(SUBCOMMANDS)}", file=sys.stderr)
         return 2
     module = importlib.import_module(SUBCOMMANDS[command][0])
-    return module.main(rest) or 0
+    status = module.main(rest)
+    # The Trainer commands' main returns their metrics (a dict), which is no exit status: sys.exit would print it
+    # and exit 1.
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -277,9 +277,12 @@ def test_bad_flags_name_what_is_allowed(tmp_path, pretrained_dir, conll_files):
 def test_fine_tuned_model_scores_a_file_with_fewer_types_and_refuses_unknown_ones(tmp_path, trained_dir):
     output_dir, _ = trained_dir
     people = _write_conll(tmp_path / "people.conll", [[("江泽民", "PER"), ("来了", None)]])
-    metrics = finetune_ner(["--model_name_or_path", output_dir, "--test_file", people, "--do_predict",
-                            "--output_dir", str(tmp_path / "people"), *FAST_FLAGS])
-    assert metrics["test_samples"] == 1
+    from glm_hf.cli import main as glm_hf
+
+    # Through the glm-hf entry point: a finished run exits 0 (not 1 with its metrics printed).
+    assert glm_hf(["finetune-ner", "--model_name_or_path", output_dir, "--test_file", people, "--do_predict",
+                   "--output_dir", str(tmp_path / "people"), *FAST_FLAGS]) == 0
+    assert _read(str(tmp_path / "people" / "test_results.json"))["test_samples"] == 1
     other = tmp_path / "other.conll"
     other.write_text("奥 B-MISC\n运 I-MISC\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"tags \['B-LOC'.*but the data has \['B-MISC', 'I-MISC'\] too"):
