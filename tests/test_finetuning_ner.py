@@ -322,3 +322,48 @@ def test_saved_dataset_folder_with_a_type_train_lacks_is_refused(tmp_path, pretr
                                          r"train split \(types \['PER'\]\)"):
         finetune_ner(["--model_name_or_path", pretrained_dir, "--dataset_name", str(tmp_path / "data"),
                       "--do_train", "--do_predict", "--output_dir", str(tmp_path / "run"), *FAST_FLAGS])
+
+
+FRESH_PROCESS_PIPELINE = """
+import importlib.abc, json, sys
+
+
+class BlockGlmHf(importlib.abc.MetaPathFinder):  # glm_hf may be installed: block it, as test_remote_code does
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "glm_hf":
+            raise ImportError(f"{name} is blocked in this process")
+
+
+sys.meta_path.insert(0, BlockGlmHf())
+from transformers import pipeline
+
+tagger = pipeline("token-classification", model=sys.argv[1], trust_remote_code=True, aggregation_strategy="simple")
+entities = [{key: entity[key] for key in ("entity_group", "start", "end")} for entity in tagger(sys.argv[2])]
+print(json.dumps({"entities": entities, "model_module": type(tagger.model).__module__,
+                  "glm_hf_loaded": any(name.split(".")[0] == "glm_hf" for name in sys.modules)}))
+"""
+
+
+@pytest.mark.slow
+def test_pipeline_in_a_fresh_process_without_glm_hf(tmp_path, trained_dir):
+    """The fine-tuned folder carries its code: a process that cannot import glm_hf tags whole entities with it."""
+    import subprocess
+    import sys
+
+    model = GLMForTokenClassification.from_pretrained(trained_dir[0])
+    model.classifier.weight.data.zero_()
+    model.classifier.bias.data = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 5.0])  # every character I-PER
+    model.save_pretrained(tmp_path / "model")
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(trained_dir[0]).save_pretrained(tmp_path / "model")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "hf_modules"), "HF_HUB_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    completed = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS_PIPELINE, str(tmp_path / "model"), "江泽民在北京"],
+        cwd=str(tmp_path), env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["glm_hf_loaded"] is False and not report["model_module"].startswith("glm_hf")
+    assert report["entities"] == [{"entity_group": "PER", "start": 0, "end": 6}]
