@@ -90,27 +90,34 @@ def check_weights(flag: str, folder: str) -> None:
 
 
 def _check_weights_file(flag: str, path: str) -> None:
-    problem = None
+    problem = weights_file_problem(path)
+    if problem is not None:
+        raise ValueError(f"{flag} {path} is cut short or corrupt ({problem}); re-download or re-save it")
+
+
+def weights_file_problem(path: str) -> str | None:
+    """Why the weights file ``path`` is cut short or corrupt, or None: an empty file, a safetensors header that does
+    not parse or names more bytes than there are, a zip archive (torch.save) without its directory. A torch file of
+    the pre-zip format has no such check and passes."""
     if os.path.getsize(path) == 0:
-        problem = "the file is empty"
-    elif path.endswith(".safetensors"):
+        return "the file is empty"
+    if path.endswith(".safetensors"):
         from safetensors import SafetensorError, safe_open
 
         try:  # parses the header and checks that the file is as long as it says
             with safe_open(path, framework="pt"):
                 pass
         except SafetensorError as err:
-            problem = str(err)
-    else:
-        with open(path, "rb") as f:
-            is_zip = f.read(4) == ZIP_MAGIC
-        if is_zip:  # a cut archive loses its directory, which is at the end
-            try:
-                zipfile.ZipFile(path).close()
-            except zipfile.BadZipFile as err:
-                problem = str(err)
-    if problem is not None:
-        raise ValueError(f"{flag} {path} is cut short or corrupt ({problem}); re-download or re-save it")
+            return str(err)
+        return None
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == ZIP_MAGIC
+    if is_zip:  # a cut archive loses its directory, which is at the end
+        try:
+            zipfile.ZipFile(path).close()
+        except zipfile.BadZipFile as err:
+            return str(err)
+    return None
 
 
 def _hub_failure(flag: str, source: str, error: BaseException) -> str | None:

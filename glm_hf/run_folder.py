@@ -4,7 +4,9 @@ run wrote there, and which of its checkpoints are whole.
 - A run record (``_glm_run.json``) says what a run is -- command, task and labels, model source, a fingerprint of
   its data and of the arguments that shape the model -- and which entries of the folder the run wrote. Running the
   same command again resumes; another run is refused, unless ``--overwrite_output_dir``, which removes the recorded
-  outputs of the previous run (and nothing else) before starting over.
+  outputs of the previous run (and nothing else) before starting over. Only names the recipes write are recorded:
+  a file the user adds during a run stays the user's. An evaluation-only run writes into the folder of the model it
+  scores (or of a run started from that model), or into a folder holding none of the results it would write.
 - An exclusive lock (``_glm_run.lock``, ``fcntl.flock``) is held for the whole run: a second run into the same folder
   stops at once, naming the first. The kernel releases it when the process ends, so a killed run leaves no stale lock.
 - A checkpoint cut mid-write (no or unreadable ``trainer_state.json``, a truncated weights file) is skipped, with a
@@ -23,10 +25,11 @@ import shutil
 import socket
 import sys
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 
 from transformers import TrainerCallback, TrainingArguments
+
+from .model_sources import weights_file_problem
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +44,9 @@ RECIPE_OUTPUT_NAMES = frozenset({
     "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "predict_results.csv",
     "predict_results.conll",
     "baseline_results.json", "loss_curve.png", "confusion_matrix.png",
+    "configuration_glm.py", "modeling_glm.py", "added_tokens.json",
 })
+LATEST_CHECKPOINT = ("last", "latest", "true", "True")  # --resume_from_checkpoint values meaning "the newest"
 # Arguments of TrainingArguments that change the weights a run produces (not its length: --max_steps and
 # --num_train_epochs may grow on a resume, as Trainer allows).
 SHAPING_TRAINING_ARGUMENTS = (
@@ -132,10 +137,7 @@ def describe_differences(recorded: dict, wanted: dict) -> str:
 # --------------------------------------------------------------------------------------------------- checkpoints
 def incomplete_checkpoint_reason(checkpoint: str) -> str | None:
     """Why ``checkpoint`` was cut mid-write, or None when it is whole: Trainer writes ``trainer_state.json`` last,
-    and every weights file must parse to its full length (a safetensors header names its size; torch files are zip
-    archives, whose directory is at the end)."""
-    from safetensors import safe_open
-
+    and every weights file must pass the check models are loaded with (:func:`model_sources.weights_file_problem`)."""
     try:
         with open(os.path.join(checkpoint, "trainer_state.json"), encoding="utf-8") as f:
             json.load(f)
@@ -143,14 +145,10 @@ def incomplete_checkpoint_reason(checkpoint: str) -> str | None:
         return "trainer_state.json is missing or unreadable"
     for name in sorted(os.listdir(checkpoint)):
         path = os.path.join(checkpoint, name)
-        if name.endswith(".safetensors"):
-            try:
-                with safe_open(path, "pt"):
-                    pass
-            except Exception as error:  # safetensors raises its own error type for a bad header or size
-                return f"{name} is truncated or corrupt ({error})"
-        elif name.endswith((".pt", ".bin", ".pth")) and not zipfile.is_zipfile(path):
-            return f"{name} is truncated or corrupt"
+        if name.endswith((".safetensors", ".pt", ".bin", ".pth")) and os.path.isfile(path):
+            problem = weights_file_problem(path)
+            if problem is not None:
+                return f"{name} is truncated or corrupt ({problem})"
     return None
 
 
@@ -239,6 +237,20 @@ def _is_plain_entry(name) -> bool:
     return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and os.sep not in name
 
 
+def is_recipe_output(name: str) -> bool:
+    """A name the recipes write into their output folder (Trainer's ``runs`` logs included): only such entries are
+    recorded as a run's outputs, so that a file the user adds during a run is never removed with them."""
+    return name in RECIPE_OUTPUT_NAMES or name == "runs" or bool(CHECKPOINT_PATTERN.match(name))
+
+
+def _holds(entry: str, path: str | None) -> bool:
+    """Whether ``path`` (a real path) is the folder entry ``entry`` or lies inside it."""
+    if path is None:
+        return False
+    real_entry = os.path.realpath(entry)
+    return path == real_entry or path.startswith(real_entry + os.sep)
+
+
 def _remove_entry(path: str) -> None:
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path)
@@ -261,7 +273,9 @@ class RunFolder:
     """``with RunFolder(training_args, identity):`` around a run: claims ``--output_dir`` for it (refusing another
     run's folder, or one that holds a model or checkpoints no run recorded), holds its lock, and records what the run
     wrote. Training runs resume only the same run; ``--overwrite_output_dir`` first removes the previous run's
-    recorded outputs. Evaluation-only runs take the lock and add what they write to an existing record."""
+    recorded outputs. Evaluation-only runs score the folder's own model (or a checkpoint in it, or the model its run
+    started from) and add what they write to its record; in a folder without a record they refuse to replace results
+    that are there."""
 
     def __init__(self, training_args: TrainingArguments, identity: dict):
         self.training_args = training_args
@@ -284,7 +298,7 @@ class RunFolder:
             return
         try:
             written = self._entries_written_since(self.started)
-            if error_type is not None and self.owns_nothing_yet and not written and not self.record.get("outputs"):
+            if error_type is not None and not written and (self.owns_nothing_yet or self.created_folder):
                 self._forget_the_run()  # it failed before writing anything: leave the folder as it was
             elif self.record is not None:
                 if error_type is None and self.training_args.do_train:
@@ -295,11 +309,15 @@ class RunFolder:
             self.lock = None
 
     def _forget_the_run(self) -> None:
-        os.remove(os.path.join(self.output_dir, RUN_RECORD))
-        self.record = None
+        if self.record is not None:  # an evaluation-only run into a new folder has none
+            os.remove(os.path.join(self.output_dir, RUN_RECORD))
+            self.record = None
         if self.created_folder:
-            os.remove(os.path.join(self.output_dir, LOCK_FILE))
-            os.rmdir(self.output_dir)
+            try:
+                os.remove(os.path.join(self.output_dir, LOCK_FILE))
+                os.rmdir(self.output_dir)
+            except OSError as error:  # another run just created its lock there, or the user a file: not ours to remove
+                logger.warning("Left the folder %s in place (%s)", self.output_dir, error)
 
     def add_outputs(self, names: list[str]) -> None:
         kept = set(self.record.get("kept", []))
@@ -335,14 +353,24 @@ class RunFolder:
         return sorted(set(os.listdir(self.output_dir)) - {RUN_RECORD, f"{RUN_RECORD}.tmp", LOCK_FILE})
 
     def _entries_written_since(self, start: float) -> list[str]:
-        return [name for name in self._entries() if os.lstat(os.path.join(self.output_dir, name)).st_mtime >= start]
+        return [
+            name for name in self._entries()
+            if is_recipe_output(name) and os.lstat(os.path.join(self.output_dir, name)).st_mtime >= start
+        ]
 
     def _plan(self) -> tuple[list[str], dict | None]:
         """(entries to remove, the run record to write) -- or a ValueError naming the folder and what is wrong."""
         if os.path.exists(self.output_dir) and not os.path.isdir(self.output_dir):
             raise ValueError(f"--output_dir {self.output_dir} is a file, not a folder; give a folder for the run")
+        resume = self.training_args.resume_from_checkpoint
+        if self.training_args.do_train and self.overwrite and resume in LATEST_CHECKPOINT:
+            raise ValueError(
+                f"--overwrite_output_dir removes the checkpoints in {self.output_dir} that --resume_from_checkpoint "
+                f"{resume} would resume from; give one of the two"
+            )
         record, entries = read_run_record(self.output_dir), self._entries()
         if not self.training_args.do_train:
+            self._refuse_scoring_into_another_run(record, entries)
             return [], record
         if record is None:
             self._refuse_unrecorded_outputs(entries)
@@ -357,14 +385,48 @@ class RunFolder:
                 )
             logger.info("%s holds this run (%s): continuing it", self.output_dir, record.get("status"))
             return [], {**record, **self._new_record(record.get("kept", [])), "outputs": record.get("outputs", [])}
-        explicit = self.training_args.resume_from_checkpoint
-        spared = os.path.basename(os.path.normpath(explicit)) if isinstance(explicit, str) else None
+        # A checkpoint given by path to resume from is kept when it lies in this folder (by real path, not by name).
+        spared = os.path.realpath(resume) if isinstance(resume, str) else None
         removals = [
             name for name in record.get("outputs", [])
-            if _is_plain_entry(name) and name in entries and name != spared
+            if _is_plain_entry(name) and name in entries and not _holds(os.path.join(self.output_dir, name), spared)
         ]
         kept = [name for name in entries if name not in removals]
         return removals, self._new_record(kept)
+
+    def _refuse_scoring_into_another_run(self, record: dict | None, entries: list[str]) -> None:
+        """An evaluation-only run writes its results into the folder of the run that made the model it scores (the
+        folder itself, or a checkpoint in it) -- never over another run's results."""
+        model = self.identity.get("model")
+        if record is not None:
+            if model == record.get("model") or self._is_this_folder_or_its_checkpoint(model):
+                return
+            raise ValueError(
+                f"--output_dir {self.output_dir} holds another run ({record.get('command')} of "
+                f"{record.get('model')!r}), whose results scoring {model!r} would replace; nothing was written -- "
+                "give another --output_dir"
+            )
+        args = self.training_args
+        would_write = ["all_results.json"] + (["eval_results.json"] if args.do_eval else [])
+        if args.do_predict:
+            would_write += ["test_results.json", "predict_results.csv", "predict_results.conll"]
+        if self.identity.get("command") == "finetune":
+            would_write.append("confusion_matrix.png")
+        theirs = sorted(name for name in would_write if name in entries)
+        if theirs:
+            raise ValueError(
+                f"--output_dir {self.output_dir} already holds results that no glm_hf run recorded writing "
+                f"({', '.join(theirs)}; no {RUN_RECORD}), which this run would replace; nothing was written -- give "
+                "another --output_dir"
+            )
+
+    def _is_this_folder_or_its_checkpoint(self, model) -> bool:
+        if not isinstance(model, str) or not os.path.exists(os.path.expanduser(model)):
+            return False
+        scored, folder = os.path.realpath(os.path.expanduser(model)), os.path.realpath(self.output_dir)
+        return scored == folder or (
+            os.path.dirname(scored) == folder and CHECKPOINT_PATTERN.match(os.path.basename(scored)) is not None
+        )
 
     def _refuse_unrecorded_outputs(self, entries: list[str]) -> None:
         # Someone else's model or checkpoints: resuming them would mix two runs, and they are not ours to replace.

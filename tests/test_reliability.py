@@ -843,3 +843,172 @@ def test_an_output_dir_that_is_a_file_is_named(tmp_path, tiny_tokenizer_dir):
     with pytest.raises(ValueError, match=rf"--output_dir {re.escape(str(tmp_path / 'out'))} is a file, not a folder"):
         finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
     assert (tmp_path / "out").read_text(encoding="utf-8") == "not a folder"
+
+
+def _scoring_flags(model_flags, output_dir, *extra):
+    """An evaluation-only fine-tuning command (no --do_train)."""
+    return [*model_flags, "--output_dir", str(output_dir), "--max_seq_length", "32", "--use_cpu", "--report_to",
+            "none", "--disable_tqdm", "true", *extra]
+
+
+def test_an_evaluation_only_run_does_not_write_over_another_runs_results(tmp_path, tiny_tokenizer_dir):
+    import json
+    import shutil
+
+    from glm_hf import finetuning
+
+    out, test_file = tmp_path / "out", _write_csv(tmp_path / "test.csv", REVIEWS)
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1", "--save_steps", "1",
+                                    "--test_file", test_file, "--do_predict"))
+    other_model = tmp_path / "b"
+    shutil.copytree(out, other_model, ignore=shutil.ignore_patterns("_glm_run.*", "checkpoint-*"))
+    before = _folder_state(out)
+    predict_b = ["--model_name_or_path", str(other_model), "--test_file", test_file, "--do_predict"]
+    with pytest.raises(ValueError, match=rf"--output_dir {re.escape(str(out))} holds another run \(finetune of "
+                                         rf"'tiny'\), whose results scoring '{re.escape(str(other_model))}' would "
+                                         r"replace; nothing was written -- give another --output_dir"):
+        finetuning.main(_scoring_flags(predict_b, out))
+    assert _folder_state(out) == before
+    # The run's own model, or a checkpoint of it, is scored into its folder, and the record owns the results.
+    for model in (out, out / "checkpoint-1"):
+        finetuning.main(_scoring_flags(["--model_name_or_path", str(model), "--test_file", test_file,
+                                        "--do_predict"], out))
+    with open(out / "_glm_run.json", encoding="utf-8") as f:
+        assert {"test_results.json", "predict_results.csv"} <= set(json.load(f)["outputs"])
+    # Without a record: results already there are refused by name; a folder without results is written.
+    mine = tmp_path / "mine"
+    _touch(str(mine / "test_results.json"), "{}")
+    _touch(str(mine / "notes.txt"), "keep")
+    with pytest.raises(ValueError, match=rf"--output_dir {re.escape(str(mine))} already holds results that no "
+                                         r"glm_hf run recorded writing \(test_results.json; no _glm_run.json\), "
+                                         "which this run would replace; nothing was written -- give another"):
+        finetuning.main(_scoring_flags(predict_b, mine))
+    assert sorted(os.listdir(mine)) == ["notes.txt", "test_results.json"]
+    (mine / "test_results.json").unlink()
+    finetuning.main(_scoring_flags(predict_b, mine))
+    assert (mine / "predict_results.csv").is_file() and (mine / "notes.txt").read_text(encoding="utf-8") == "keep"
+
+
+def test_a_file_the_user_adds_during_a_run_is_not_the_runs_to_remove(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    import json
+
+    from glm_hf import finetuning
+
+    out, train_file = tmp_path / "out", _write_csv(tmp_path / "train.csv", REVIEWS)
+    train = finetuning.train
+
+    def train_while_the_user_writes(trainer, resume_from_checkpoint):
+        _touch(str(out / "notes.txt"), "mine")
+        return train(trainer, resume_from_checkpoint)
+
+    monkeypatch.setattr(finetuning, "train", train_while_the_user_writes)
+    finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
+    with open(out / "_glm_run.json", encoding="utf-8") as f:
+        outputs = json.load(f)["outputs"]
+    assert "notes.txt" not in outputs and {"modeling_glm.py", "model.safetensors", "README.md"} <= set(outputs)
+    monkeypatch.setattr(finetuning, "train", train)
+    finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
+                                    "--overwrite_output_dir", "--learning_rate", "1e-3"))
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_overwrite_with_resume_latest_is_refused_before_anything_is_removed(tmp_path, tiny_tokenizer_dir):
+    from glm_hf import finetuning
+
+    out, train_file = tmp_path / "out", _write_csv(tmp_path / "train.csv", REVIEWS)
+    finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, train_file))
+    before = _folder_state(out)
+    with pytest.raises(ValueError, match=rf"^--overwrite_output_dir removes the checkpoints in {re.escape(str(out))} "
+                                         r"that --resume_from_checkpoint latest would resume from; give one of the "
+                                         "two$"):
+        finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, train_file, "--overwrite_output_dir",
+                                             "--resume_from_checkpoint", "latest"))
+    assert _folder_state(out) == before
+
+
+def test_overwrite_spares_only_the_checkpoint_resumed_by_path(tmp_path, tiny_tokenizer_dir):
+    import shutil
+
+    from glm_hf import finetuning
+
+    out, train_file = tmp_path / "out", _write_csv(tmp_path / "train.csv", REVIEWS)
+    finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, train_file))
+    # Another run's checkpoint-1 is no reason to keep this folder's checkpoint-1 ...
+    other = tmp_path / "other"
+    shutil.copytree(out, other)
+    finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, train_file, "--overwrite_output_dir",
+                                         "--resume_from_checkpoint", str(other / "checkpoint-1")))
+    assert not (out / "checkpoint-1").exists() and (out / "checkpoint-2").is_dir()
+    # ... while this folder's own, however the path is spelt, is kept to resume from.
+    (tmp_path / "link").symlink_to(out)
+    finetuning.main(_checkpointing_flags(tmp_path, tiny_tokenizer_dir, train_file, "--overwrite_output_dir",
+                                         "--resume_from_checkpoint", str(tmp_path / "link" / "checkpoint-2"),
+                                         "--max_steps", "3"))
+    assert (out / "checkpoint-2" / "trainer_state.json").is_file() and (out / "checkpoint-3").is_dir()
+
+
+def test_a_failed_evaluation_only_run_leaves_no_new_folder(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    from glm_hf import finetuning
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(finetuning, "evaluate_and_predict", out_of_memory)
+    validation_file = _write_csv(tmp_path / "validation.csv", REVIEWS)
+    flags = ["--model_size", "tiny", "--tokenizer_name", tiny_tokenizer_dir, "--validation_file", validation_file,
+             "--do_eval"]
+    with pytest.raises(RuntimeError, match="out of memory"):
+        finetuning.main(_scoring_flags(flags, tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_run_that_cannot_remove_its_new_folder_keeps_its_error(tmp_path, tiny_tokenizer_dir, monkeypatch):
+    from glm_hf import finetuning
+    from glm_hf.run_folder import LOCK_FILE
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(finetuning, "train", out_of_memory)
+    train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
+    # Another run creates its lock file the moment this one removed its own: the folder stays, the error is kept.
+    rmdir = os.rmdir
+
+    def another_run_locks_the_folder(path):
+        _touch(os.path.join(path, LOCK_FILE), "{}")
+        rmdir(path)
+
+    monkeypatch.setattr(os, "rmdir", another_run_locks_the_folder)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
+    assert os.listdir(tmp_path / "out") == [LOCK_FILE]
+
+
+@pytest.mark.parametrize("weights", ["pre_zip_torch_file", "whole_zip", "cut_zip", "empty"])
+def test_a_checkpoint_and_a_model_folder_judge_a_weights_file_alike(tmp_path, weights):
+    import torch
+
+    from glm_hf.model_sources import check_weights
+    from glm_hf.run_folder import incomplete_checkpoint_reason
+
+    checkpoint = tmp_path / "checkpoint-1"
+    _touch(str(checkpoint / "trainer_state.json"), "{}")
+    path = checkpoint / "pytorch_model.bin"
+    state = {"weight": torch.arange(1000.0)}
+    if weights == "empty":
+        path.write_bytes(b"")
+    else:
+        torch.save(state, path, _use_new_zipfile_serialization=weights != "pre_zip_torch_file")
+    if weights == "cut_zip":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    reason = incomplete_checkpoint_reason(str(checkpoint))
+    try:
+        check_weights("--model_name_or_path", str(checkpoint))
+        problem = None
+    except ValueError as error:
+        problem = str(error)
+    whole = weights in ("pre_zip_torch_file", "whole_zip")
+    assert (reason is None) == whole and (problem is None) == whole
+    if not whole:
+        assert reason.startswith("pytorch_model.bin is truncated or corrupt (")
