@@ -399,7 +399,9 @@ class RunFolder:
         folder itself, or a checkpoint in it) -- never over another run's results."""
         model = self.identity.get("model")
         if record is not None:
-            if model == record.get("model") or self._is_this_folder_or_its_checkpoint(model):
+            # Not "the same model source as the recorded run": that is the run's *starting* point (e.g. the
+            # pretrained encoder), whose scores would pass for the fine-tuned model's.
+            if self._is_this_folder_or_its_checkpoint(model):
                 return
             raise ValueError(
                 f"--output_dir {self.output_dir} holds another run ({record.get('command')} of "

@@ -869,6 +869,10 @@ def test_an_evaluation_only_run_does_not_write_over_another_runs_results(tmp_pat
                                          rf"'tiny'\), whose results scoring '{re.escape(str(other_model))}' would "
                                          r"replace; nothing was written -- give another --output_dir"):
         finetuning.main(_scoring_flags(predict_b, out))
+    # Nor the model the run started from (here a fresh 'tiny'): its scores would pass for the fine-tuned model's.
+    with pytest.raises(ValueError, match=r"holds another run \(finetune of 'tiny'\), whose results scoring 'tiny'"):
+        finetuning.main(_scoring_flags(["--model_size", "tiny", "--tokenizer_name", tiny_tokenizer_dir,
+                                        "--test_file", test_file, "--do_predict"], out))
     assert _folder_state(out) == before
     # The run's own model, or a checkpoint of it, is scored into its folder, and the record owns the results.
     for model in (out, out / "checkpoint-1"):
