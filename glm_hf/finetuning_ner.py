@@ -14,8 +14,9 @@ model could never predict it, so its score would be silently low). Reading rules
 Tokens are words (for Chinese, characters). Each word's first sub-token carries its tag; its other sub-tokens carry
 ``-100`` (not trained), or with ``--label_all_tokens`` the word's tag (``B-`` as ``I-``), as in ``run_ner.py``. A
 word the tokenizer drops (a control character) is read as ``[UNK]``, so every word keeps its tag. A sentence longer
-than ``--max_seq_length`` tokens is split into windows of whole words, never cut short; a cut falls between two
-reference entities when the window allows it.
+than ``--max_seq_length`` tokens is split into windows of whole words, never cut short; in the training data a cut
+falls between two reference entities when the window allows it (validation and test windows are cut by length alone:
+their reference tags must not steer what the model sees).
 
 Scores: the local ``seqeval`` metric module, entity level (exact span and type): ``precision``, ``recall``, ``f1``
 and token ``accuracy``; with ``--return_entity_level_metrics`` also ``<TYPE>_precision``, ``<TYPE>_recall``,
@@ -275,7 +276,7 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
     capacity = data_args.max_seq_length - tokenizer.num_special_tokens_to_add()
     padding = "max_length" if data_args.pad_to_max_length else False
 
-    def preprocess(batch: dict, indices: list[int], names: list[str]) -> dict:
+    def preprocess(batch: dict, indices: list[int], names: list[str], cut_between_entities: bool) -> dict:
         word_pieces = tokenizer(batch["tokens"], is_split_into_words=True, add_special_tokens=False)
         windows, origins = [], []
         for row, (words, tag_ids) in enumerate(zip(batch["tokens"], batch["ner_tags"])):
@@ -285,7 +286,8 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
                 counts[word] += 1
             # A word the tokenizer drops would lose its tag: read it as the unknown token instead.
             words = [word if count else tokenizer.unk_token for word, count in zip(words, counts)]
-            for first, end in window_bounds([max(c, 1) for c in counts], tags, capacity):
+            cut_tags = tags if cut_between_entities else None
+            for first, end in window_bounds([max(c, 1) for c in counts], cut_tags, capacity):
                 windows.append(words[first:end])
                 origins.append((indices[row], first, tags[first:end]))
         encoded = tokenizer(windows, is_split_into_words=True, truncation=True, max_length=data_args.max_seq_length,
@@ -312,7 +314,9 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
         for split, dataset in raw.items():
             tokenized[split] = dataset.map(
                 preprocess, batched=True, with_indices=True, num_proc=data_args.preprocessing_num_workers,
-                fn_kwargs={"names": dataset.features["ner_tags"].feature.names},
+                # Only training windows may be cut by the reference tags: evaluation must not see the true spans.
+                fn_kwargs={"names": dataset.features["ner_tags"].feature.names,
+                           "cut_between_entities": split == "train"},
                 remove_columns=dataset.column_names, load_from_cache_file=not data_args.overwrite_cache,
                 desc=f"Tokenizing {split} into windows",
             )
