@@ -398,3 +398,47 @@ def test_pipeline_in_a_fresh_process_without_glm_hf(tmp_path, trained_dir):
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["glm_hf_loaded"] is False and not report["model_module"].startswith("glm_hf")
     assert report["entities"] == [{"entity_group": "PER", "start": 0, "end": 6}]
+
+
+def _saved_ner_model(folder, tokenizer, labels: list[str]) -> str:
+    """A token classifier tagging ``labels`` whose classifier weights are all 1 (a fresh one is drawn around 0)."""
+    from glm_hf import GLMConfig
+
+    label2id = {label: i for i, label in enumerate(labels)}
+    config = GLMConfig.from_size("tiny", vocab_size=len(tokenizer), max_position_embeddings=64,
+                                 id2label=dict(enumerate(labels)), label2id=label2id)
+    model = GLMForTokenClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.fill_(1.0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_fine_tuned_head_is_kept_only_for_its_own_bio_tags(tmp_path, tiny_tokenizer, caplog):
+    """Same tags (in another order): the head is loaded as it is. Other tags of the same number: the head is drawn
+    anew (its rows would mean other tags). BIOES tags covering the data's: refused for scoring alone (read as BIO, its
+    predictions would be scored wrong), a new head for training."""
+    from glm_hf.finetuning import ModelArguments
+    from glm_hf.finetuning_ner import build_ner_config_and_model
+
+    def build(folder, data_labels, training=True):
+        model_args = ModelArguments(model_name_or_path=folder, ignore_mismatched_sizes=True)
+        return build_ner_config_and_model(model_args, data_labels, tiny_tokenizer, 32, training=training)
+
+    people = _saved_ner_model(tmp_path / "people", tiny_tokenizer, ["O", "B-PER", "I-PER"])
+    config, model = build(people, ["O", "I-PER", "B-PER"], training=False)
+    assert config.label2id == {"O": 0, "B-PER": 1, "I-PER": 2}
+    assert torch.equal(model.classifier.weight, torch.ones_like(model.classifier.weight))
+
+    with caplog.at_level("WARNING"):
+        config, model = build(people, ["O", "B-LOC", "I-LOC"])
+    assert config.label2id == {"O": 0, "B-LOC": 1, "I-LOC": 2} and "re-initialised" in caplog.text
+    assert abs(float(model.classifier.weight.detach().mean())) < 0.01, "a new head, not the people's rows"
+
+    bioes = _saved_ner_model(tmp_path / "bioes", tiny_tokenizer, ["O", "B-PER", "I-PER", "E-PER", "S-PER"])
+    with pytest.raises(ValueError, match=r"tags \['E-PER', 'S-PER'\], which are not BIO names"):
+        build(bioes, ["O", "B-PER", "I-PER"], training=False)
+    config, model = build(bioes, ["O", "B-PER", "I-PER"])
+    assert config.label2id == {"O": 0, "B-PER": 1, "I-PER": 2} and model.classifier.out_features == 3
+    assert abs(float(model.classifier.weight.detach().mean())) < 0.01
