@@ -106,6 +106,8 @@ TOKENIZER_FILES = (
     "tokenizer.model",
 )
 # What AutoTokenizer uses for model_type "bert" when neither tokenizer_config.json nor config.json names a class.
+# The tags of the converted folder's card: with a GLM config.json, they mark a folder --overwrite may replace.
+CONVERSION_TAGS = ("glm_hf", "bert", "converted")
 BERT_TOKENIZER_CLASS = "BertTokenizer"
 BERT_TOKENIZER_CLASSES = ("BertTokenizer", "BertTokenizerFast")  # WordPiece by definition
 # transformers v5 maps it onto TokenizersBackend, which runs tokenizer.json as it is.
@@ -596,7 +598,7 @@ def write_conversion_card(report: ConversionReport, folder: str) -> str:
     from .cards import TEMPLATE_DIR, write_card
 
     card = ModelCard.from_template(
-        ModelCardData(library_name="transformers", tags=["glm_hf", "bert", "converted"]),
+        ModelCardData(library_name="transformers", tags=list(CONVERSION_TAGS)),
         template_path=os.path.join(TEMPLATE_DIR, "converted.md"),
         model_name=os.path.basename(report.dst),
         report=report,
@@ -605,15 +607,50 @@ def write_conversion_card(report: ConversionReport, folder: str) -> str:
     return write_card(card, folder)
 
 
+def is_previous_conversion(folder: str) -> bool:
+    """Whether ``folder`` is a ``convert-bert`` output: a GLM ``config.json`` and this tool's ``README.md`` card."""
+    from huggingface_hub import metadata_load
+
+    try:
+        model_type = read_json(os.path.join(folder, "config.json")).get("model_type")
+        card_tags = (metadata_load(os.path.join(folder, "README.md")) or {}).get("tags") or []
+    except (OSError, ValueError, AttributeError):
+        return False
+    return model_type == GLMConfig.model_type and set(CONVERSION_TAGS) <= set(card_tags)
+
+
+def _check_destination(dst: str, overwrite: bool) -> None:
+    """``dst`` may be written: absent, an empty folder, or (with ``overwrite``) a previous conversion -- never a
+    folder of the user's, which ``overwrite`` would delete."""
+    if not os.path.lexists(dst) or (os.path.isdir(dst) and not os.path.islink(dst) and not os.listdir(dst)):
+        return
+    if not os.path.isdir(dst) or not is_previous_conversion(dst):
+        raise FileExistsError(
+            f"{dst} exists and is not a previous convert-bert output (a GLM config.json and its README.md card), "
+            "the only folder --overwrite replaces; give another dst, or an empty or absent one"
+        )
+    if not overwrite:
+        raise FileExistsError(f"{dst} holds a previous conversion; pass overwrite=True (--overwrite) to replace it")
+
+
+def _check_not_nested(src: str, dst: str) -> None:
+    """Writing ``dst`` must not touch ``src``: not the same folder, nor one inside the other."""
+    real_src, real_dst = os.path.realpath(src), os.path.realpath(dst)
+    if os.path.commonpath([real_src, real_dst]) in (real_src, real_dst):
+        raise ConversionError(
+            f"dst {dst} and src {src} are the same folder or one holds the other; give a dst outside the source "
+            "folder (replacing it would delete the source)"
+        )
+
+
 def _replace(tmp_dir: str, dst: str, overwrite: bool) -> None:
     """Move the finished ``tmp_dir`` to ``dst``; an existing ``dst`` is removed only once the new one is in place."""
+    _check_destination(dst, overwrite)  # again: the folder may have changed during the conversion
     if os.path.isdir(dst) and not os.path.islink(dst) and not os.listdir(dst):
         os.rmdir(dst)
     if not os.path.lexists(dst):
         os.rename(tmp_dir, dst)
         return
-    if not overwrite:
-        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
     old = tempfile.mkdtemp(prefix=f".{os.path.basename(dst)}.old-", dir=os.path.dirname(dst))
     os.rename(dst, os.path.join(old, "previous"))
     os.rename(tmp_dir, dst)
@@ -628,7 +665,8 @@ def convert_bert_folder(src: str, dst: str, overwrite: bool = False, head: str |
             ``BertForSequenceClassification`` or ``BertForTokenClassification``), with or without pooler and
             pretraining heads, weights sharded or not, in float32, float16 or bfloat16.
         dst: the GLM folder to create; must not exist or be empty unless ``overwrite``.
-        overwrite: replace a non-empty ``dst`` (only after the new folder is complete).
+        overwrite: replace a ``dst`` that is a previous conversion (only after the new folder is complete); any
+            other non-empty ``dst`` is refused, as is a ``dst`` that holds ``src`` or lies inside it.
         head: one of ``HEADS`` (or a BERT architecture name); default: from ``config.architectures``.
 
     Returns:
@@ -644,10 +682,8 @@ def convert_bert_folder(src: str, dst: str, overwrite: bool = False, head: str |
         check_weights("src", src)  # there and whole, every shard of an index
     except ValueError as err:
         raise ConversionError(str(err)) from err
-    if src == dst:
-        raise ConversionError("dst must differ from src")
-    if os.path.lexists(dst) and not overwrite and not (os.path.isdir(dst) and not os.listdir(dst)):
-        raise FileExistsError(f"{dst} exists and is not empty; pass overwrite=True (--overwrite) to replace it")
+    _check_not_nested(src, dst)
+    _check_destination(dst, overwrite)
     head = resolve_head(bert_config, head)
     converted = convert_state_dict(load_bert_state_dict(src), config, head)
 
@@ -697,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         help="head to convert to (default: from config.architectures of SRC); 'pretraining' adds the MLM and NSP "
         "heads a sentence encoder lacks",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty DST")
+    parser.add_argument("--overwrite", action="store_true", help="replace a DST that is a previous conversion")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", level=logging.INFO)
     try:

@@ -12,8 +12,9 @@ classification, float labels (or ``--do_regression``) regression. A missing vali
 of train (``--validation_split_percentage``, ``--test_split_percentage``).
 
 Model: ``--model_name_or_path`` is a GLM folder -- a pretraining output (``GLMForPreTraining`` weights; the
-classification head is newly initialised) or a fine-tuned classifier -- or, for training from a random
-initialisation, ``--model_size`` (or ``--config_name``) with ``--tokenizer_name``.
+classification head is newly initialised) or a fine-tuned classifier (its head is kept for the same labels, in its
+order, and drawn anew for others) -- or, for training from a random initialisation, ``--model_size`` (or
+``--config_name``) with ``--tokenizer_name``.
 
 Outputs in ``--output_dir``, as the HF example scripts write them: the model (with its code) and tokenizer,
 ``train_results.json``, ``eval_results.json``, ``test_results.json`` (``test_accuracy``, ``test_macro_f1``, ...),
@@ -493,67 +494,82 @@ def _is_default_label_map(config) -> bool:
     return config.label2id == {f"LABEL_{i}": i for i in range(config.num_labels)}
 
 
-def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer, max_seq_length: int):
-    """The config (labels and problem type set) and the model, pretrained or randomly initialised."""
+def build_labelled_config_and_model(model_args: ModelArguments, auto_class, tokenizer, max_seq_length: int,
+                                    set_labels) -> tuple:
+    """The config and the model of a labelled task (sequence or token classification), pretrained or random.
+
+    ``set_labels(config)`` writes the data's labels into the config and returns whether it kept the checkpoint's own
+    labels. A fine-tuned checkpoint whose labels were not kept gets a new classifier: loading its old one would give
+    each row to another label whenever the number of labels is the same.
+    """
     hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    num_labels = 1 if task.problem_type == "regression" else len(task.label_names)
     if model_args.config_name or model_args.model_name_or_path:
-        config = from_pretrained(
-            AutoConfig,
-            "--config_name" if model_args.config_name else "--model_name_or_path",
-            model_args.config_name or model_args.model_name_or_path,
-            trust_remote_code=model_args.trust_remote_code,
-            **hub_kwargs,
-        )
+        flag = "--config_name" if model_args.config_name else "--model_name_or_path"
+        config = from_pretrained(AutoConfig, flag, model_args.config_name or model_args.model_name_or_path,
+                                 trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
     else:
         config = GLMConfig.from_size(  # checks the size
-            model_args.model_size,
-            vocab_size=len(tokenizer),
-            pad_token_id=tokenizer.pad_token_id,
+            model_args.model_size, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
             max_position_embeddings=max(512, max_seq_length),
         )
     apply_config_overrides(config, model_args.config_overrides, logger)
-
-    # label2id: keep a fine-tuned model's mapping when it covers the same labels, else build it from the data.
-    label2id = None
-    if task.label_names is not None:
-        label2id = {label: i for i, label in enumerate(task.label_names)}
-        if not _is_default_label_map(config) and getattr(config, "problem_type", None) == task.problem_type:
-            if sorted(config.label2id) == sorted(task.label_names):
-                label2id = {str(label): int(i) for label, i in config.label2id.items()}
-            else:
-                logger.warning(
-                    "The model's labels %s differ from the data's %s: the classifier is re-initialised for the data's "
-                    "labels (needs --ignore_mismatched_sizes if their number differs).",
-                    sorted(config.label2id),
-                    task.label_names,
-                )
-        config.label2id = label2id
-        config.id2label = {i: label for label, i in label2id.items()}
-    config.num_labels = num_labels
-    config.problem_type = task.problem_type
+    checkpoint_labels = None if _is_default_label_map(config) else sorted(config.label2id)
+    new_classifier = not set_labels(config) and checkpoint_labels is not None
     if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
         raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}")
     if max_seq_length > getattr(config, "max_position_embeddings", max_seq_length):
-        raise ValueError(
-            f"max_seq_length={max_seq_length} exceeds the model's max_position_embeddings="
-            f"{config.max_position_embeddings}"
-        )
+        raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
+                         f"{config.max_position_embeddings}")
+    if not model_args.model_name_or_path:
+        return config, auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+    if new_classifier:
+        logger.warning("The model's classifier, trained for the labels %s, does not fit the data's %s (other labels or "
+                       "another problem type): it is re-initialised (needs --ignore_mismatched_sizes if their number "
+                       "differs).", checkpoint_labels, list(config.label2id))
+    model = from_pretrained(
+        auto_class, "--model_name_or_path", model_args.model_name_or_path, config=config,
+        trust_remote_code=model_args.trust_remote_code, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
+        **hub_kwargs,
+    )
+    if new_classifier:
+        reinitialize_head(model)
+    reinitialize_top(model, model_args.reinit_top_layers, model_args.reinit_pooler)
+    return config, model
 
-    if model_args.model_name_or_path:
-        model = from_pretrained(
-            AutoModelForSequenceClassification,
-            "--model_name_or_path",
-            model_args.model_name_or_path,
-            config=config,
-            trust_remote_code=model_args.trust_remote_code,
-            ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **hub_kwargs,
-        )
-        reinitialize_top(model, model_args.reinit_top_layers, model_args.reinit_pooler)
-    else:
-        model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
+
+def build_config_and_model(model_args: ModelArguments, task: TaskSpec, tokenizer, max_seq_length: int):
+    """The config (labels and problem type set), the model, pretrained or random, and ``label2id``."""
+    label2id = None if task.label_names is None else {label: i for i, label in enumerate(task.label_names)}
+
+    def set_labels(config) -> bool:
+        nonlocal label2id
+        # A checkpoint without a problem type (a converted BERT head) was scored as single-label by transformers.
+        same_task = getattr(config, "problem_type", None) in (task.problem_type, None)
+        kept = same_task and label2id is not None and sorted(config.label2id) == sorted(label2id)
+        if kept:
+            label2id = {str(label): int(i) for label, i in config.label2id.items()}
+        if label2id is not None:
+            config.label2id, config.id2label = label2id, {i: label for label, i in label2id.items()}
+        config.num_labels = 1 if task.problem_type == "regression" else len(label2id)
+        config.problem_type = task.problem_type
+        return kept or (label2id is None and same_task)
+
+    config, model = build_labelled_config_and_model(
+        model_args, AutoModelForSequenceClassification, tokenizer, max_seq_length, set_labels
+    )
     return config, model, label2id
+
+
+def reinitialize_head(model) -> None:
+    """Draw the task head (every module beside the encoder) anew with the model's own initialisation."""
+    for name, module in model.named_children():
+        if name == model.base_model_prefix:
+            continue
+        # Loaded weights are marked initialised, and transformers' init functions skip marked tensors.
+        for tensor in [*module.parameters(), *module.buffers()]:
+            tensor._is_hf_initialized = False
+        for submodule in module.modules():
+            model._init_weights(submodule)
 
 
 def reinitialize_top(model, num_layers: int, pooler: bool) -> None:

@@ -9,13 +9,15 @@ with a token list and a tag list per record, columns named by ``--text_column_na
 a ``datasets`` name or local folder. Tags are BIO names; the label set is ``O`` plus ``B-``/``I-`` of every entity
 type in train, and a validation or test file with a type train lacks is refused, naming the file and line (the
 model could never predict it, so its score would be silently low). Reading rules, repairs and refusals of the files:
-:mod:`glm_hf.ner_data`.
+:mod:`glm_hf.ner_data`. A fine-tuned model keeps its tags and classifier when they are BIO names covering the data's;
+otherwise ``--do_train`` gives it a new classifier for the data's tags, and scoring alone is refused.
 
 Tokens are words (for Chinese, characters). Each word's first sub-token carries its tag; its other sub-tokens carry
 ``-100`` (not trained), or with ``--label_all_tokens`` the word's tag (``B-`` as ``I-``), as in ``run_ner.py``. A
 word the tokenizer drops (a control character) is read as ``[UNK]``, so every word keeps its tag. A sentence longer
-than ``--max_seq_length`` tokens is split into windows of whole words, never cut short; a cut falls between two
-reference entities when the window allows it.
+than ``--max_seq_length`` tokens is split into windows of whole words, never cut short; in the training data a cut
+falls between two reference entities when the window allows it (validation and test windows are cut by length alone:
+their reference tags must not steer what the model sees).
 
 Scores: the local ``seqeval`` metric module, entity level (exact span and type): ``precision``, ``recall``, ``f1``
 and token ``accuracy``; with ``--return_entity_level_metrics`` also ``<TYPE>_precision``, ``<TYPE>_recall``,
@@ -39,7 +41,6 @@ import datasets
 import numpy as np
 from datasets import ClassLabel, DatasetDict
 from transformers import (
-    AutoConfig,
     AutoModelForTokenClassification,
     AutoTokenizer,
     DataCollatorForTokenClassification,
@@ -49,10 +50,9 @@ from transformers import (
     set_seed,
 )
 
-from .configuration_glm import GLMConfig
 from .data_files import DEFAULT_ENCODING, check_encoding_name, require_file
 from .evaluation import load_metric
-from .finetuning import ModelArguments, _is_default_label_map, reinitialize_top
+from .finetuning import ModelArguments, _is_default_label_map, build_labelled_config_and_model
 from .model_sources import from_pretrained
 from .ner_data import (
     BIO_TAG,
@@ -65,7 +65,7 @@ from .ner_data import (
     repair_bio,
 )
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
-from .training_setup import apply_config_overrides, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
+from .training_setup import check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -275,7 +275,7 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
     capacity = data_args.max_seq_length - tokenizer.num_special_tokens_to_add()
     padding = "max_length" if data_args.pad_to_max_length else False
 
-    def preprocess(batch: dict, indices: list[int], names: list[str]) -> dict:
+    def preprocess(batch: dict, indices: list[int], names: list[str], cut_between_entities: bool) -> dict:
         word_pieces = tokenizer(batch["tokens"], is_split_into_words=True, add_special_tokens=False)
         windows, origins = [], []
         for row, (words, tag_ids) in enumerate(zip(batch["tokens"], batch["ner_tags"])):
@@ -285,7 +285,8 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
                 counts[word] += 1
             # A word the tokenizer drops would lose its tag: read it as the unknown token instead.
             words = [word if count else tokenizer.unk_token for word, count in zip(words, counts)]
-            for first, end in window_bounds([max(c, 1) for c in counts], tags, capacity):
+            cut_tags = tags if cut_between_entities else None
+            for first, end in window_bounds([max(c, 1) for c in counts], cut_tags, capacity):
                 windows.append(words[first:end])
                 origins.append((indices[row], first, tags[first:end]))
         encoded = tokenizer(windows, is_split_into_words=True, truncation=True, max_length=data_args.max_seq_length,
@@ -312,7 +313,9 @@ def tokenize_ner_splits(raw: DatasetDict, tokenizer, label2id: dict[str, int], d
         for split, dataset in raw.items():
             tokenized[split] = dataset.map(
                 preprocess, batched=True, with_indices=True, num_proc=data_args.preprocessing_num_workers,
-                fn_kwargs={"names": dataset.features["ner_tags"].feature.names},
+                # Only training windows may be cut by the reference tags: evaluation must not see the true spans.
+                fn_kwargs={"names": dataset.features["ner_tags"].feature.names,
+                           "cut_between_entities": split == "train"},
                 remove_columns=dataset.column_names, load_from_cache_file=not data_args.overwrite_cache,
                 desc=f"Tokenizing {split} into windows",
             )
@@ -324,49 +327,35 @@ def build_ner_config_and_model(
     model_args: ModelArguments, label_names: list[str], tokenizer, max_seq_length: int, training: bool = True
 ):
     """The config (``id2label``/``label2id`` set) and the token-classification model, pretrained or random."""
-    hub_kwargs = dict(cache_dir=model_args.cache_dir, revision=model_args.model_revision, token=model_args.token)
-    if model_args.config_name or model_args.model_name_or_path:
-        flag = "--config_name" if model_args.config_name else "--model_name_or_path"
-        config = from_pretrained(AutoConfig, flag, model_args.config_name or model_args.model_name_or_path,
-                                 trust_remote_code=model_args.trust_remote_code, **hub_kwargs)
-    else:
-        config = GLMConfig.from_size(model_args.model_size, vocab_size=len(tokenizer),
-                                     pad_token_id=tokenizer.pad_token_id,
-                                     max_position_embeddings=max(512, max_seq_length))
-    apply_config_overrides(config, model_args.config_overrides, logger)
-    # A fine-tuned NER model keeps its own tags (and head) when they cover the data's; otherwise training gives it a
-    # head for the data's tags, and scoring alone is refused (the model cannot predict the missing ones).
-    label2id = {label: i for i, label in enumerate(label_names)}
-    if not _is_default_label_map(config):
-        if set(label_names) <= set(config.label2id):
-            label2id = {str(label): int(i) for label, i in config.label2id.items()}
-        elif not training:
-            raise ValueError(
-                f"--model_name_or_path {model_args.model_name_or_path} tags {sorted(config.label2id)}, but the data "
-                f"has {sorted(set(label_names) - set(config.label2id))} too; score it with a model trained on those "
-                "tags, or add --do_train with a --train_file that has them"
-            )
-        else:
-            logger.warning("The model's labels %s differ from the data's %s: the classifier is re-initialised for "
-                           "the data's (needs --ignore_mismatched_sizes if their number differs).",
-                           sorted(config.label2id), label_names)
-    config.label2id, config.id2label = label2id, {i: label for label, i in label2id.items()}
-    config.num_labels = len(label2id)
-    if getattr(config, "vocab_size", len(tokenizer)) < len(tokenizer):
-        raise ValueError(f"the tokenizer has {len(tokenizer)} tokens but the model's vocab_size is {config.vocab_size}")
-    if max_seq_length > getattr(config, "max_position_embeddings", max_seq_length):
-        raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
-                         f"{config.max_position_embeddings}")
-    if model_args.model_name_or_path:
-        model = from_pretrained(
-            AutoModelForTokenClassification, "--model_name_or_path", model_args.model_name_or_path, config=config,
-            trust_remote_code=model_args.trust_remote_code, ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
-            **hub_kwargs,
-        )
-        reinitialize_top(model, model_args.reinit_top_layers, model_args.reinit_pooler)
-    else:
-        model = AutoModelForTokenClassification.from_config(config, trust_remote_code=model_args.trust_remote_code)
-    return config, model
+
+    def set_labels(config) -> bool:
+        # A fine-tuned NER model keeps its own tags (and head) when they are BIO names and cover the data's;
+        # otherwise training gives it a new head for the data's tags, and scoring alone is refused (its predictions
+        # would be read wrong or could never hold the missing tags).
+        label2id, kept = {label: i for i, label in enumerate(label_names)}, False
+        if not _is_default_label_map(config):
+            model_tags = sorted(str(label) for label in config.label2id)
+            not_bio = [tag for tag in model_tags if not BIO_TAG.match(tag)]
+            if not not_bio and set(label_names) <= set(model_tags):
+                label2id, kept = {str(label): int(i) for label, i in config.label2id.items()}, True
+            elif not training and not_bio:
+                raise ValueError(
+                    f"--model_name_or_path {model_args.model_name_or_path} tags {not_bio[:5]}, which are not BIO "
+                    "names (O, B-TYPE, I-TYPE); this recipe scores BIO tags only -- give a BIO model, or add "
+                    "--do_train to train a new head for the data's tags"
+                )
+            elif not training:
+                raise ValueError(
+                    f"--model_name_or_path {model_args.model_name_or_path} tags {model_tags}, but the data has "
+                    f"{sorted(set(label_names) - set(model_tags))} too; score it with a model trained on those "
+                    "tags, or add --do_train with a --train_file that has them"
+                )
+        config.label2id, config.id2label = label2id, {i: label for label, i in label2id.items()}
+        config.num_labels = len(label2id)
+        return kept
+
+    return build_labelled_config_and_model(model_args, AutoModelForTokenClassification, tokenizer, max_seq_length,
+                                           set_labels)
 
 
 # ------------------------------------------------------------------------------------------------------ scoring

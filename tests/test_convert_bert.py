@@ -308,18 +308,52 @@ def test_existing_destination_needs_overwrite(tiny_tokenizer, tmp_path):
     dst = tmp_path / "glm"
     dst.mkdir()
     (dst / "keep.txt").write_text("user data")
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(FileExistsError, match="is not a previous convert-bert output"):
         convert_bert_to_glm(src, str(dst))
     assert os.listdir(dst) == ["keep.txt"]
+    # --overwrite replaces only a previous conversion, never a folder of the user's.
+    with pytest.raises(FileExistsError, match="is not a previous convert-bert output"):
+        convert_bert_to_glm(src, str(dst), overwrite=True)
+    assert os.listdir(dst) == ["keep.txt"]
 
-    convert_bert_to_glm(src, str(dst), overwrite=True)
-    assert "keep.txt" not in os.listdir(dst) and "model.safetensors" in os.listdir(dst)
-    assert sorted(os.listdir(tmp_path)) == ["bert", "glm"], "temporary folders must be cleaned up"
+    previous = tmp_path / "previous"
+    convert_bert_to_glm(src, str(previous), head="model")
+    (previous / "notes.txt").write_text("kept with the old conversion, removed with it")
+    with pytest.raises(FileExistsError, match="holds a previous conversion; pass .*--overwrite"):
+        convert_bert_to_glm(src, str(previous))
+    convert_bert_to_glm(src, str(previous), overwrite=True)
+    assert "notes.txt" not in os.listdir(previous) and "model.safetensors" in os.listdir(previous)
+    assert sorted(os.listdir(tmp_path)) == ["bert", "glm", "previous"], "temporary folders must be cleaned up"
 
     empty = tmp_path / "empty"
     empty.mkdir()
     convert_bert_to_glm(src, str(empty))  # an empty folder is not "existing data"
     assert "config.json" in os.listdir(empty)
+
+
+def test_overwrite_refuses_a_glm_folder_this_tool_did_not_write(tiny_tokenizer, tmp_path):
+    """A GLM model saved by another recipe (its config.json says glm_hf, but no conversion card) is the user's."""
+    src = _saved_seq_classifier(tiny_tokenizer, tmp_path / "bert")
+    fine_tuned = tmp_path / "fine_tuned"
+    glm_hf.GLMModel(glm_hf.GLMConfig.from_size("tiny", vocab_size=len(tiny_tokenizer))).save_pretrained(fine_tuned)
+    (fine_tuned / "README.md").write_text("---\ntags:\n- glm_hf\n---\n# my model\n")
+    before = sorted(os.listdir(fine_tuned))
+    with pytest.raises(FileExistsError, match="is not a previous convert-bert output"):
+        convert_bert_to_glm(src, str(fine_tuned), overwrite=True)
+    assert sorted(os.listdir(fine_tuned)) == before
+
+
+@pytest.mark.parametrize(
+    "dst_of", [lambda src: src, lambda src: src.parent, lambda src: src / "glm"], ids=["same", "parent", "inside"]
+)
+def test_destination_must_not_hold_or_lie_in_the_source(tiny_tokenizer, tmp_path, dst_of):
+    """``convert-bert models/bert models --overwrite`` would delete the source with the folder that holds it."""
+    src = tmp_path / "models" / "bert"
+    _saved_seq_classifier(tiny_tokenizer, src)
+    before = sorted(os.listdir(src))
+    with pytest.raises(ConversionError, match="same folder or one holds the other"):
+        convert_bert_to_glm(str(src), str(dst_of(src)), overwrite=True)
+    assert sorted(os.listdir(src)) == before
 
 
 def test_cli(tiny_tokenizer, tmp_path, capsys):

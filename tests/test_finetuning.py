@@ -413,3 +413,31 @@ def test_reinitialising_the_top_layers_and_pooler_of_a_loaded_model(tmp_path):
     assert torch.equal(loaded.glm.encoder.layer[0].attention.self.query.weight, kept)
     with pytest.raises(ValueError, match="reinit_top_layers must be in \\[0, 2\\]"):
         reinitialize_top(loaded, 3, pooler=False)
+
+
+def test_a_fine_tuned_head_is_reinitialised_when_its_labels_differ(tmp_path, tiny_tokenizer, caplog):
+    """Two labels either way: loading the head of other labels would give its rows to the data's, so it is drawn
+    anew; the same labels (in any order) keep the head and its mapping."""
+    from glm_hf import GLMConfig, GLMForSequenceClassification
+    from glm_hf.finetuning import ModelArguments, TaskSpec, build_config_and_model
+
+    config = GLMConfig.from_size("tiny", vocab_size=len(tiny_tokenizer), max_position_embeddings=64,
+                                 id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1},
+                                 problem_type="single_label_classification")
+    model = GLMForSequenceClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.fill_(1.0)
+    model.save_pretrained(tmp_path / "sentiment")
+    model_args = ModelArguments(model_name_or_path=str(tmp_path / "sentiment"))
+
+    def build(label_names):
+        task = TaskSpec(["text"], "label", "single_label_classification", label_names)
+        return build_config_and_model(model_args, task, tiny_tokenizer, max_seq_length=32)
+
+    _, same, label2id = build(["pos", "neg"])
+    assert label2id == {"neg": 0, "pos": 1}
+    assert torch.equal(same.classifier.weight, torch.ones_like(same.classifier.weight))
+    with caplog.at_level("WARNING"):
+        _, other, label2id = build(["sports", "politics"])
+    assert label2id == {"sports": 0, "politics": 1} and "re-initialised" in caplog.text
+    assert abs(float(other.classifier.weight.detach().mean())) < 0.01, "a new head, not the sentiment rows"

@@ -134,7 +134,9 @@ def test_random_init_on_an_embedded_corpus_slice(tmp_path, tiny_tokenizer_dir):
         "--output_dir", output_dir, *FAST_FLAGS,
     ])
     assert metrics["eval_samples"] == 20 and metrics["eval_windows"] > 20, "People's Daily paragraphs need windows"
-    assert 0.0 <= metrics["eval_f1"] <= 1.0
+    precision, recall = metrics["eval_precision"], metrics["eval_recall"]
+    harmonic_mean = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    assert metrics["eval_f1"] == pytest.approx(harmonic_mean), "F1 is the harmonic mean of the sentences' scores"
     config = _read(os.path.join(output_dir, "config.json"))
     assert config["id2label"]["0"] == "O" and len(config["id2label"]) == 7
 
@@ -151,7 +153,7 @@ def test_json_lines_with_named_columns(tmp_path, pretrained_dir):
         "--model_name_or_path", pretrained_dir, "--train_file", str(path), "--text_column_name", "chars",
         "--label_column_name", "tags", "--do_train", "--output_dir", str(tmp_path / "run"), *FAST_FLAGS,
     ])
-    assert metrics["train_samples"] > 0
+    assert metrics["train_samples"] == len(SENTENCES) * 5, "the empty record is skipped"
 
 
 def test_windows_cover_every_word_once_and_keep_entities_whole():
@@ -166,6 +168,35 @@ def test_windows_cover_every_word_once_and_keep_entities_whole():
     assert window_bounds([1] * 7, long, capacity=3) == [(0, 3), (3, 6), (6, 7)]
     # A word longer than a window fills one alone.
     assert window_bounds([1, 5, 1], None, capacity=3) == [(0, 1), (1, 2), (2, 3)]
+
+
+def _windows_of(tokenizer, split: str, tags: list[str]) -> list[int]:
+    """The first word of each window of one 12-character sentence tagged ``tags``, tokenized as ``split``."""
+    from types import SimpleNamespace
+
+    from transformers import TrainingArguments
+
+    from glm_hf.finetuning_ner import tokenize_ner_splits
+    from glm_hf.ner_data import ner_features
+
+    labels = ["O", "B-PER", "I-PER"]
+    raw = DatasetDict({split: Dataset.from_dict(
+        {"tokens": [list("江泽民在北京江泽民在北京")], "ner_tags": [[labels.index(t) for t in tags]]},
+        features=ner_features(labels))})
+    data_args = SimpleNamespace(max_seq_length=7, pad_to_max_length=False, label_all_tokens=False,
+                                preprocessing_num_workers=None, overwrite_cache=True)
+    label2id = {label: i for i, label in enumerate(labels)}
+    return tokenize_ner_splits(raw, tokenizer, label2id, data_args, TrainingArguments("unused"))[split]["first_word"]
+
+
+def test_only_training_windows_are_cut_by_the_reference_tags(tiny_tokenizer):
+    """Five characters per window; a person on characters 3-5 moves a training cut to before it, but a validation or
+    test cut is where the length puts it, whatever the tags (the true spans must not steer inference)."""
+    person = ["O", "O", "O", "B-PER", "I-PER", "I-PER"] + ["O"] * 6
+    assert _windows_of(tiny_tokenizer, "train", person) == [0, 3, 8]
+    for split in ("validation", "test"):
+        by_length = _windows_of(tiny_tokenizer, split, ["O"] * 12)
+        assert _windows_of(tiny_tokenizer, split, person) == by_length == [0, 5, 10]
 
 
 def test_long_sentence_is_windowed_not_cut(tmp_path, trained_dir):
@@ -367,3 +398,47 @@ def test_pipeline_in_a_fresh_process_without_glm_hf(tmp_path, trained_dir):
     report = json.loads(completed.stdout.strip().splitlines()[-1])
     assert report["glm_hf_loaded"] is False and not report["model_module"].startswith("glm_hf")
     assert report["entities"] == [{"entity_group": "PER", "start": 0, "end": 6}]
+
+
+def _saved_ner_model(folder, tokenizer, labels: list[str]) -> str:
+    """A token classifier tagging ``labels`` whose classifier weights are all 1 (a fresh one is drawn around 0)."""
+    from glm_hf import GLMConfig
+
+    label2id = {label: i for i, label in enumerate(labels)}
+    config = GLMConfig.from_size("tiny", vocab_size=len(tokenizer), max_position_embeddings=64,
+                                 id2label=dict(enumerate(labels)), label2id=label2id)
+    model = GLMForTokenClassification(config)
+    with torch.no_grad():
+        model.classifier.weight.fill_(1.0)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_fine_tuned_head_is_kept_only_for_its_own_bio_tags(tmp_path, tiny_tokenizer, caplog):
+    """Same tags (in another order): the head is loaded as it is. Other tags of the same number: the head is drawn
+    anew (its rows would mean other tags). BIOES tags covering the data's: refused for scoring alone (read as BIO, its
+    predictions would be scored wrong), a new head for training."""
+    from glm_hf.finetuning import ModelArguments
+    from glm_hf.finetuning_ner import build_ner_config_and_model
+
+    def build(folder, data_labels, training=True):
+        model_args = ModelArguments(model_name_or_path=folder, ignore_mismatched_sizes=True)
+        return build_ner_config_and_model(model_args, data_labels, tiny_tokenizer, 32, training=training)
+
+    people = _saved_ner_model(tmp_path / "people", tiny_tokenizer, ["O", "B-PER", "I-PER"])
+    config, model = build(people, ["O", "I-PER", "B-PER"], training=False)
+    assert config.label2id == {"O": 0, "B-PER": 1, "I-PER": 2}
+    assert torch.equal(model.classifier.weight, torch.ones_like(model.classifier.weight))
+
+    with caplog.at_level("WARNING"):
+        config, model = build(people, ["O", "B-LOC", "I-LOC"])
+    assert config.label2id == {"O": 0, "B-LOC": 1, "I-LOC": 2} and "re-initialised" in caplog.text
+    assert abs(float(model.classifier.weight.detach().mean())) < 0.01, "a new head, not the people's rows"
+
+    bioes = _saved_ner_model(tmp_path / "bioes", tiny_tokenizer, ["O", "B-PER", "I-PER", "E-PER", "S-PER"])
+    with pytest.raises(ValueError, match=r"tags \['E-PER', 'S-PER'\], which are not BIO names"):
+        build(bioes, ["O", "B-PER", "I-PER"], training=False)
+    config, model = build(bioes, ["O", "B-PER", "I-PER"])
+    assert config.label2id == {"O": 0, "B-PER": 1, "I-PER": 2} and model.classifier.out_features == 3
+    assert abs(float(model.classifier.weight.detach().mean())) < 0.01

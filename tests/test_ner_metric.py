@@ -84,3 +84,10 @@ def test_documented_example_is_true():
 def test_length_mismatch_names_the_sentence():
     with pytest.raises(ValueError, match="sentence 1 has 1 predicted tags but 2"):
         load_metric("seqeval").compute(predictions=[["O"], ["O"]], references=[["O"], ["O", "O"]])
+
+
+@pytest.mark.parametrize("tag", ["S-PER", "E-PER", "B-", "PER"])
+def test_a_tag_that_is_not_bio_is_refused(tag):
+    """Read as BIO, a BIOES tag would give an entity without a start; the metric names the tag instead."""
+    with pytest.raises(ValueError, match=rf"the tag '{tag}' is not a BIO name"):
+        load_metric("seqeval").compute(predictions=[["B-PER", tag]], references=[["B-PER", "I-PER"]])

@@ -5,7 +5,8 @@ read as seqeval's default mode reads them: ``B-X`` starts an entity, ``I-X`` con
 ``I-X`` after ``O``, after another type or first in a sentence starts a new one. Scores are micro-averaged over all
 entities (``overall_*``) and given per type (a dict per type with ``precision``, ``recall``, ``f1`` and ``number``,
 the count of reference entities); a ratio of 0/0 is 0. ``overall_accuracy`` is the share of tokens whose tag is right.
-Sentences are scored apart: no entity runs across two.
+Sentences are scored apart: no entity runs across two. A tag that is not a BIO name (a BIOES ``S-X`` or ``E-X``, say)
+is refused: read as BIO it would give wrong spans.
 """
 
 import datasets
@@ -41,6 +42,9 @@ def get_entities(tags: list[str]) -> list[tuple[str, int, int]]:
     """``(type, first, last)`` of each entity of one sentence, read as seqeval's default mode reads BIO tags."""
     entities, start, previous_prefix, previous_type = [], None, "O", None
     for position, tag in enumerate([*tags, "O"]):
+        if tag != "O" and not (tag[:2] in ("B-", "I-") and len(tag) > 2):
+            raise ValueError(f"seqeval: the tag {tag!r} is not a BIO name (O, B-TYPE, I-TYPE); convert BIOES/BMES "
+                             "tags to BIO before scoring")
         prefix, kind = ("O", None) if tag == "O" else (tag[0], tag[2:])
         ends = previous_prefix != "O" and (prefix != "I" or kind != previous_type)
         if ends:
