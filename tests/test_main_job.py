@@ -47,9 +47,27 @@ def _read(path):
 
 
 @pytest.mark.slow
-def test_end_to_end_interrupt_resume_and_skip(tmp_path, monkeypatch, capsys):
+def test_end_to_end_interrupt_resume_and_skip(tmp_path, monkeypatch, capsys, caplog):
     job_dir = tmp_path / "job"
-    argv = [*TINY_JOB, "--output_dir", str(job_dir)]
+    argv = [*TINY_JOB, "--pretrain_steps", "20", "--output_dir", str(job_dir)]  # a checkpoint every 10 steps
+
+    # 0. Kill the pretraining after its checkpoint-10 and cut that checkpoint's weights (a save cut mid-write): the
+    #    rerun skips it with a warning instead of crashing on every rerun.
+    from glm_hf.pretraining import PreTrainingTrainer
+
+    original_pretraining_step = PreTrainingTrainer.training_step
+
+    def killed_pretraining_step(self, *args, **kwargs):
+        if self.state.global_step == 15:
+            raise KeyboardInterrupt
+        return original_pretraining_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainingTrainer, "training_step", killed_pretraining_step)
+    assert main_job.main(argv) == 130
+    weights = job_dir / "pretrain" / "checkpoint-10" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    monkeypatch.setattr(PreTrainingTrainer, "training_step", original_pretraining_step)
+    capsys.readouterr()
 
     # 1. Interrupt (Ctrl-C) the from-scratch fine-tuning in its second cell (seed 1), after its first finished.
     from glm_hf.finetuning import ClassificationTrainer
@@ -62,8 +80,11 @@ def test_end_to_end_interrupt_resume_and_skip(tmp_path, monkeypatch, capsys):
         return original_step(self, *args, **kwargs)
 
     monkeypatch.setattr(ClassificationTrainer, "training_step", interrupted_step)
-    assert main_job.main(argv) == 130
+    with caplog.at_level("WARNING"):
+        assert main_job.main(argv) == 130
     assert "Run the same command again to resume" in capsys.readouterr().err
+    assert "Skipping the incomplete checkpoint" in caplog.text
+    assert "checkpoint-10 (model.safetensors is truncated" in caplog.text
     records = StageRecords(str(job_dir))
     assert [records.read(name).get("status") for name in main_job.STAGES] == ["complete"] * 3 + ["started", None]
     scratch_dir = job_dir / "finetune_from_scratch"
