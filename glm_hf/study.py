@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from transformers import TrainerCallback
 
 from .evaluation import save_png, write_json
+from .run_folder import RUN_RECORD
 
 logger = logging.getLogger(__name__)
 
@@ -303,7 +304,10 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
         if os.path.isfile(settings_path):
             with open(settings_path, encoding="utf-8") as f:
                 previous = json.load(f)
-        if previous != run_settings:
+        # Ours (our settings file), but made with other settings, or interrupted before run records existed (no
+        # run_folder record: the recipe would refuse its checkpoints as another run's): start over.
+        if previous != run_settings or (previous is not None and not os.path.isfile(done_path)
+                                        and not os.path.isfile(os.path.join(run_dir, RUN_RECORD))):
             shutil.rmtree(run_dir)
         elif os.path.isfile(done_path):
             with open(done_path, encoding="utf-8") as f:

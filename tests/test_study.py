@@ -126,3 +126,29 @@ def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     assert (rtd_run / "budgets.json").stat().st_mtime > before
     assert os.path.getmtime(rtd_cell) > stamps[rtd_cell]
     assert os.path.getmtime(sop_cell) == stamps[sop_cell]
+
+
+def test_an_interrupted_pretraining_run_without_a_run_record_starts_over(tmp_path, monkeypatch):
+    """A run interrupted before run records existed (no _glm_run.json) would be refused by the recipe as another
+    run's checkpoints: the study starts it over; one with a record is left to resume."""
+    from glm_hf import pretraining
+
+    seen = []
+
+    def interrupted_pretrain(model_args, data_args, training_args, **kwargs):
+        seen.append(sorted(os.listdir(training_args.output_dir)))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pretraining, "pretrain", interrupted_pretrain)
+    settings = StudySettings(output_dir=str(tmp_path), objectives="mlm", budgets="4,8")
+    run_dir = tmp_path / "pretrain" / "mlm"
+    for record in (False, True):
+        with pytest.raises(KeyboardInterrupt):  # the first call writes the study's run_settings.json
+            study.pretraining_run(str(run_dir), "mlm", settings, str(tmp_path / "tokenizer"))
+        (run_dir / "checkpoint-4").mkdir(exist_ok=True)
+        if record:
+            (run_dir / "_glm_run.json").write_text("{}")
+        with pytest.raises(KeyboardInterrupt):
+            study.pretraining_run(str(run_dir), "mlm", settings, str(tmp_path / "tokenizer"))
+    assert seen[1] == ["run_settings.json"]  # no record: started over
+    assert "checkpoint-4" in seen[3] and "_glm_run.json" in seen[3]  # a record: kept, for the recipe to resume
