@@ -55,3 +55,22 @@ def tiny_config(tiny_tokenizer):
         attention_probs_dropout_prob=0.0,
         pad_token_id=tiny_tokenizer.pad_token_id,
     )
+
+
+@pytest.fixture(scope="module")
+def pretrained_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A (randomly initialised) GLMForPreTraining folder, as the pretraining recipe leaves it (fine-tuning tests)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from glm_hf import GLMConfig, GLMForPreTraining
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    folder = tmp_path_factory.mktemp("pretrain")
+    torch.manual_seed(0)
+    config = GLMConfig.from_size(
+        "tiny", vocab_size=len(tokenizer), max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id
+    )
+    GLMForPreTraining(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

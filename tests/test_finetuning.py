@@ -32,24 +32,6 @@ FAST_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory, tiny_tokenizer_dir):
-    """A (randomly initialised) GLMForPreTraining folder, as the pretraining recipe leaves it."""
-    from transformers import AutoTokenizer
-
-    from glm_hf import GLMConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    folder = tmp_path_factory.mktemp("pretrain")
-    torch.manual_seed(0)
-    config = GLMConfig.from_size(
-        "tiny", vocab_size=len(tokenizer), max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id
-    )
-    GLMForPreTraining(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
-
-
 def _write_csv(path, header, rows):
     with open(path, "w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-from glm_hf import GLMForPreTraining, GLMForTokenClassification
+from glm_hf import GLMForTokenClassification
 from glm_hf.finetuning_ner import main as finetune_ner
 from glm_hf.finetuning_ner import window_bounds
 
@@ -36,24 +36,6 @@ def _write_conll(path, sentences, repeat=1) -> str:
     blocks = ["\n".join(_conll_lines(sentence)) for sentence in sentences * repeat]
     path.write_text("\n\n".join(blocks) + "\n", encoding="utf-8")
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def pretrained_dir(tmp_path_factory, tiny_tokenizer_dir):
-    """A (randomly initialised) GLMForPreTraining folder, as the pretraining recipe leaves it."""
-    from transformers import AutoTokenizer
-
-    from glm_hf import GLMConfig
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
-    folder = tmp_path_factory.mktemp("pretrain")
-    torch.manual_seed(0)
-    config = GLMConfig.from_size(
-        "tiny", vocab_size=len(tokenizer), max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id
-    )
-    GLMForPreTraining(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
