@@ -287,6 +287,27 @@ class SaveAtStepsCallback(TrainerCallback):
         return control
 
 
+def finished_pretraining_run(run_dir: str, run_settings: dict) -> dict[int, dict] | None:
+    """The budgets of a finished run of ``run_settings`` in ``run_dir``; None when it must still run (an interrupted run
+    of the same settings is left to resume). The study's own folder made with other settings, or interrupted before run
+    records existed (no run_folder record: the recipe would refuse its checkpoints as another run's), is removed."""
+    if not os.path.isdir(run_dir):
+        return None
+    done_path, settings_path = os.path.join(run_dir, "budgets.json"), os.path.join(run_dir, "run_settings.json")
+    previous = None
+    if os.path.isfile(settings_path):
+        with open(settings_path, encoding="utf-8") as f:
+            previous = json.load(f)
+    if previous != run_settings or (previous is not None and not os.path.isfile(done_path)
+                                    and not os.path.isfile(os.path.join(run_dir, RUN_RECORD))):
+        shutil.rmtree(run_dir)
+        return None
+    if os.path.isfile(done_path):
+        with open(done_path, encoding="utf-8") as f:
+            return {int(step): info for step, info in json.load(f).items()}
+    return None
+
+
 def pretraining_run(run_dir: str, objective: str, settings: StudySettings, tokenizer_dir: str) -> dict[int, dict]:
     """Pretrain with ``objective`` up to the largest budget, keeping a checkpoint at each budget; returns, per budget,
     the checkpoint folder, its FLOPs and minutes. A finished run is read back and an interrupted one resumes, if
@@ -299,19 +320,9 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
     done_path, settings_path = os.path.join(run_dir, "budgets.json"), os.path.join(run_dir, "run_settings.json")
     run_settings = {"objective": objective, "budgets": budgets, "tokenizer": tokenizer_dir,
                     **{name: getattr(settings, name) for name in PRETRAINING_SETTINGS}}
-    if os.path.isdir(run_dir):
-        previous = None
-        if os.path.isfile(settings_path):
-            with open(settings_path, encoding="utf-8") as f:
-                previous = json.load(f)
-        # Ours (our settings file), but made with other settings, or interrupted before run records existed (no
-        # run_folder record: the recipe would refuse its checkpoints as another run's): start over.
-        if previous != run_settings or (previous is not None and not os.path.isfile(done_path)
-                                        and not os.path.isfile(os.path.join(run_dir, RUN_RECORD))):
-            shutil.rmtree(run_dir)
-        elif os.path.isfile(done_path):
-            with open(done_path, encoding="utf-8") as f:
-                return {int(step): info for step, info in json.load(f).items()}
+    finished = finished_pretraining_run(run_dir, run_settings)
+    if finished is not None:
+        return finished
     write_json(run_settings, settings_path)
     overrides = "hidden_dropout_prob=0.0,attention_probs_dropout_prob=0.0"
     # the random-init cells' too (they start from this run's config)
