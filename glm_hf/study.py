@@ -99,11 +99,12 @@ def finetune_cell(
     # As JSON reads it back (tuples become lists), so that a finished cell's record compares equal.
     settings = json.loads(json.dumps({"init": init_dir, "start": starting_point_fingerprint(init_dir, config_dir),
                                       "learning_rate": learning_rate, "seed": seed,
-                                      "protocol": asdict(protocol)}))
+                                      "protocol": cell_protocol(asdict(protocol))}))
     if os.path.isfile(record_path):
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
-        if record.get("settings") == settings:
+        recorded = record.get("settings") or {}
+        if {**recorded, "protocol": cell_protocol(recorded.get("protocol") or {})} == settings:
             return record
     if os.path.isdir(cell_dir):
         shutil.rmtree(cell_dir)  # a cell of this study left half-done, or made with other settings
@@ -139,6 +140,15 @@ def finetune_cell(
         drop_weights(cell_dir)
     write_json(record, record_path)
     return record
+
+
+# The grid a cell belongs to, not how it trains: widening the rate grid or adding seeds reuses the finished cells.
+GRID_FIELDS = ("learning_rates", "seeds")
+
+
+def cell_protocol(protocol: dict) -> dict:
+    """What of the protocol a single cell's result depends on (records written before this rule carry the grid too)."""
+    return {key: value for key, value in protocol.items() if key not in GRID_FIELDS}
 
 
 def drop_weights(folder: str) -> None:

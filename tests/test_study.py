@@ -152,3 +152,32 @@ def test_an_interrupted_pretraining_run_without_a_run_record_starts_over(tmp_pat
             study.pretraining_run(str(run_dir), "mlm", settings, str(tmp_path / "tokenizer"))
     assert seen[1] == ["run_settings.json"]  # no record: started over
     assert "checkpoint-4" in seen[3] and "_glm_run.json" in seen[3]  # a record: kept, for the recipe to resume
+
+
+def test_a_finished_cell_is_reused_when_only_the_grid_grows(tmp_path, monkeypatch):
+    """Widening the learning-rate grid or adding seeds does not change what one cell trained; other steps do."""
+    from glm_hf import finetuning
+
+    calls = []
+
+    def fake_finetune(model_args, data_args, training_args):
+        calls.append(training_args.learning_rate)
+        return {"eval_accuracy": 0.8, "eval_macro_f1": 0.8, "test_accuracy": 0.7, "test_macro_f1": 0.7}
+
+    monkeypatch.setattr(finetuning, "finetune", fake_finetune)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.json").write_text("{}")
+    kwargs = dict(init_dir=None, config_dir=str(tmp_path / "config"), tokenizer_dir=str(tmp_path / "tokenizer"))
+    cell_dir = str(tmp_path / "cell")
+    first = study.finetune_cell(cell_dir, study.FinetuneProtocol(), 5e-4, 0, **kwargs)
+    wider = study.FinetuneProtocol(learning_rates=(1e-4, 5e-4), seeds=(0, 1, 2))
+    assert study.finetune_cell(cell_dir, wider, 5e-4, 0, **kwargs) == first
+    assert calls == [5e-4]
+    study.finetune_cell(cell_dir, study.FinetuneProtocol(steps=100), 5e-4, 0, **kwargs)
+    assert calls == [5e-4, 5e-4]
+    # A record written while cells still carried the grid is read back too.
+    record = json.loads((tmp_path / "cell" / study.CELL_FILE).read_text())
+    record["settings"]["protocol"] |= {"learning_rates": [5e-4], "seeds": [0]}
+    (tmp_path / "cell" / study.CELL_FILE).write_text(json.dumps(record))
+    study.finetune_cell(cell_dir, study.FinetuneProtocol(steps=100), 5e-4, 0, **kwargs)
+    assert calls == [5e-4, 5e-4]
