@@ -164,11 +164,15 @@ def read_json(path: str) -> dict:
 
 def write_json(data: dict, path: str) -> str:
     """Write ``data`` as indented JSON, atomically (temporary file, then rename)."""
+    return write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", path)
+
+
+def write_text(text: str, path: str) -> str:
+    """Write ``text`` (UTF-8) atomically (temporary file, then rename)."""
     path, staging = _atomic_target(path)
     try:
         with open(staging, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, ensure_ascii=False, sort_keys=False)
-            f.write("\n")
+            f.write(text)
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):

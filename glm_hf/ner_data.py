@@ -233,6 +233,21 @@ def load_peoples_daily_dataset() -> DatasetDict:
     return _dataset_dict(_peoples_daily_splits(), bio_label_names(ENTITY_TYPES))
 
 
+def ner_pretraining_documents(sentences_per_document: int = 8) -> list[str]:
+    """Unlabelled in-domain text to pretrain on before NER: the training sentences of both embedded corpora, in
+    corpus order, ``sentences_per_document`` to a document. A sentence whose text is in either corpus's validation
+    or test split is left out, so pretraining never reads a sentence that is scored or used for model selection."""
+    corpora = (_msra_splits(), _peoples_daily_splits())
+    held_out = {"".join(tokens) for splits in corpora for split in ("validation", "test")
+                for tokens, _ in splits[split]}
+    documents = []
+    for splits in corpora:
+        texts = [text for text in ("".join(tokens) for tokens, _ in splits["train"]) if text not in held_out]
+        documents += ["".join(texts[i: i + sentences_per_document])
+                      for i in range(0, len(texts), sentences_per_document)]
+    return documents
+
+
 def load_embedded_ner_dataset(name: str) -> DatasetDict:
     if name == MSRA:
         return load_msra_dataset()

@@ -69,3 +69,18 @@ def test_table_formats_every_row():
     results = {"rows": {row: {"metrics": metrics, "seconds": 90} for row in ("glm_pretrained", "crf")}}
     table = comparison_table(results)
     assert "| character CRF | 0.5000 | 0.5000 | 0.5000 | 0.6000 | 0.5000 | 0.3000 | 0.4000 | 1.5 |" in table
+
+
+@pytest.mark.slow
+def test_without_a_model_it_pretrains_in_domain_first(tmp_path):
+    output_dir = tmp_path / "ner"
+    argv = ["--output_dir", str(output_dir), "--dataset_name", "peoples_daily", "--pretrain_steps", "2",
+            "--pretrain_model_size", "tiny", "--max_train_samples", "32", "--max_eval_samples", "8",
+            "--max_predict_samples", "8", "--max_steps", "1", "--per_device_train_batch_size", "8",
+            "--max_seq_length", "32", "--crf_max_iterations", "3"]
+    assert ner_comparison.main(argv) == 0
+    record = json.loads((output_dir / "pretraining.json").read_text())
+    assert record["settings"]["steps"] == 2 and "eval_mlm_accuracy" in record["eval"]
+    results = json.loads((output_dir / ner_comparison.RESULTS_FILE).read_text())
+    assert results["settings"]["model_name_or_path"] == str(output_dir / "pretrain")
+    assert (output_dir / "pretrain" / "model.safetensors").is_file()

@@ -180,3 +180,16 @@ def test_malformed_json_lines_names_the_record(tmp_path, record, message):
     path.write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"--train_file .*data\.jsonl: " + message):
         read_ner_file(str(path), "--train_file")
+
+
+def test_pretraining_text_holds_no_validation_or_test_sentence(monkeypatch):
+    from glm_hf import ner_data
+
+    def corpus(train, validation, test):
+        return {name: [(list(text), ["O"] * len(text)) for text in texts]
+                for name, texts in (("train", train), ("validation", validation), ("test", test))}
+
+    monkeypatch.setattr(ner_data, "_msra_splits", lambda: corpus(["甲一", "乙二", "丙三"], ["丁四"], ["戊五"]))
+    # People's Daily's train split holds a sentence that MSRA scores: it is left out too.
+    monkeypatch.setattr(ner_data, "_peoples_daily_splits", lambda: corpus(["戊五", "己六"], ["庚七"], ["辛八"]))
+    assert ner_data.ner_pretraining_documents(sentences_per_document=2) == ["甲一乙二", "丙三", "己六"]
