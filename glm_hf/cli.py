@@ -11,6 +11,7 @@ SUBCOMMANDS = {
     "pretrain": ("glm_hf.pretraining", "pretrain GLM (MLM+NSP, MLM+SOP, MLM, replaced-token detection)"),
     "finetune": ("glm_hf.finetuning", "fine-tune GLM for text classification (single-/multi-label, regression)"),
     "finetune-ner": ("glm_hf.finetuning_ner", "fine-tune GLM for named-entity recognition (token classification)"),
+    "finetune-multitask": ("glm_hf.multitask", "one encoder fine-tuned on sentiment + NER together, exported per task"),
     "ner-compare": ("glm_hf.ner_comparison", "NER on an embedded corpus: pretrained GLM, random init, character CRF"),
     "convert-bert": ("glm_hf.convert_bert", "convert a transformers BERT folder into a GLM folder"),
     "predict": ("glm_hf.predict", "batch text classification with a fine-tuned GLM folder"),

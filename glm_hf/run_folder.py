@@ -45,6 +45,7 @@ RECIPE_OUTPUT_NAMES = frozenset({
     "predict_results.conll",
     "baseline_results.json", "loss_curve.png", "confusion_matrix.png",
     "configuration_glm.py", "modeling_glm.py", "added_tokens.json",
+    "sentiment_model", "ner_model", "multitask_results.json", "task_loss_curves.png",  # finetune-multitask
 })
 LATEST_CHECKPOINT = ("last", "latest", "true", "True")  # --resume_from_checkpoint values meaning "the newest"
 # Arguments of TrainingArguments that change the weights a run produces (not its length: --max_steps and
