@@ -20,6 +20,7 @@ from transformers import TrainingArguments
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "model_cards")
 PRETRAINED_TEMPLATE = os.path.join(TEMPLATE_DIR, "pretrained.md")
 FINETUNED_TEMPLATE = os.path.join(TEMPLATE_DIR, "finetuned.md")
+NER_TEMPLATE = os.path.join(TEMPLATE_DIR, "ner.md")
 DEFAULT_LICENSE = "apache-2.0"
 LANGUAGE = "zh"
 
@@ -456,3 +457,61 @@ def _finetuned_card_data(
         model_name=name,
         eval_results=eval_results or None,
     )
+
+
+def write_ner_card(
+    output_dir: str,
+    *,
+    base_model: str | None,
+    dataset_name: str,
+    dataset_description: str,
+    entity_types: Sequence[str],
+    metrics: Mapping,
+    training_args: Mapping,
+    eval_split: str = "test",
+    eval_size: int | None = None,
+    plots: Mapping[str, str] | None = None,
+    notes: Sequence[str] = (),
+    max_length: int | None = None,
+    example_text: str = "中共中央总书记江泽民在北京发表新年讲话。",
+    model_name: str | None = None,
+    repo_id: str | None = None,
+    license: str = DEFAULT_LICENSE,
+) -> str:
+    """Fill ``model_cards/ner.md`` for the NER model in ``output_dir``; returns README.md's path.
+
+    ``metrics`` holds unprefixed entity-level keys of ``eval_split``: ``precision``, ``recall``, ``f1`` and, per
+    type, ``<TYPE>_precision``/``_recall``/``_f1``/``_number`` (as :func:`glm_hf.finetuning_ner.seqeval_scores`
+    gives them with entity-level metrics).
+    """
+    for caption, file_name in (plots or {}).items():
+        _check_file_name(file_name, f"plots[{caption!r}]", output_dir)
+    name = _model_name(output_dir, model_name)
+    type_rows = [
+        (kind, *(format_value(metrics[f"{kind}_{key}"]) for key in ("precision", "recall", "f1", "number")))
+        for kind in entity_types if f"{kind}_f1" in metrics
+    ]
+    number = sum(int(metrics.get(f"{kind}_number", 0)) for kind in entity_types)
+    overall = {key: format_value(metrics[key]) for key in ("precision", "recall", "f1")} | {"number": number}
+    card_data = ModelCardData(
+        language=LANGUAGE, license=license, library_name="transformers", pipeline_tag="token-classification",
+        tags=["glm_hf", "bert", "token-classification", "ner", "chinese"], datasets=[dataset_name],
+        metrics=["precision", "recall", "f1"], base_model=base_model if _hub_url(base_model) else None,
+        model_name=name,
+        eval_results=[
+            EvalResult(task_type="token-classification", task_name="Named-entity recognition",
+                       dataset_type=dataset_name, dataset_name=dataset_name, dataset_split=eval_split,
+                       metric_type=key, metric_name=f"entity {key}", metric_value=round(float(metrics[key]), 6))
+            for key in ("precision", "recall", "f1")
+        ],
+    )
+    card = ModelCard.from_template(
+        card_data, template_path=NER_TEMPLATE, model_name=name, repo_id=repo_id or name, base_model=base_model,
+        dataset_title=f"`{dataset_name}`", dataset_description=dataset_description,
+        entity_types=list(entity_types), eval_split=eval_split,
+        eval_size=f"{eval_size} sentences" if eval_size else "the held-out sentences",
+        type_rows=type_rows, overall=overall, plots=list((plots or {}).items()), notes=list(notes),
+        hyperparameter_rows=hyperparameter_rows(training_args), max_length=max_length or "the maximum length",
+        example_text=example_text,
+    )
+    return write_card(card, output_dir)

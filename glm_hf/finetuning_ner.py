@@ -51,7 +51,7 @@ from transformers import (
 )
 
 from .data_files import DEFAULT_ENCODING, check_encoding_name, require_file
-from .evaluation import load_metric
+from .evaluation import LOSS_CURVE_FILE, load_metric, save_confusion_matrix
 from .finetuning import ModelArguments, _is_default_label_map, build_labelled_config_and_model
 from .model_sources import from_pretrained
 from .ner_data import (
@@ -70,6 +70,7 @@ from .training_setup import check_max_steps, checkpoint_to_resume, parse_args, s
 logger = logging.getLogger(__name__)
 
 PREDICTIONS_FILE = "predict_results.conll"
+CONFUSION_FILE = "entity_confusion.png"
 NER_FILE_EXTENSIONS = (".conll", ".txt", ".tsv", ".bio", ".iob", ".json", ".jsonl")
 SPLIT_FILES = (("train", "train_file"), ("validation", "validation_file"), ("test", "test_file"))
 
@@ -439,9 +440,33 @@ def ner_run_identity(model_args, data_args, training_args, label_names: list[str
     )
 
 
+def entity_type_confusion(predicted: list[list[str]], true: list[list[str]], types: list[str]) -> tuple[list, list]:
+    """(reference, prediction) index pairs over ``types + ["none"]``: each reference entity against the predicted
+    entity with the same span (``none`` when there is none), then each predicted entity whose span no reference
+    entity has (reference ``none``). The diagonal counts entities found with the right type."""
+    from .metrics.seqeval.seqeval import get_entities
+
+    index = {kind: i for i, kind in enumerate(types)}
+    none = len(types)
+    references, predictions = [], []
+    for predicted_tags, true_tags in zip(predicted, true):
+        found = {(first, last): kind for kind, first, last in get_entities(predicted_tags)}
+        gold = {(first, last): kind for kind, first, last in get_entities(true_tags)}
+        for span, kind in gold.items():
+            references.append(index.get(kind, none))
+            predictions.append(index.get(found[span], none) if span in found else none)
+        for span, kind in found.items():
+            if span not in gold:
+                references.append(none)
+                predictions.append(index.get(kind, none))
+    return references, predictions
+
+
 def score_split(trainer: Trainer, raw_split, tokenized_split, prefix: str, data_args: NerDataArguments) -> dict:
     """Predict a split and score its sentences (windows put back together, each word by its first sub-token), so
-    that neither windows nor --label_all_tokens change the score; the test split's predictions are written too."""
+    that neither windows nor --label_all_tokens change the score. The test split's predictions are written too, with
+    the confusion of entity types (``entity_confusion.png``). Returns the metrics (per type too with
+    --return_entity_level_metrics) and, apart, the entity-level scores per type (for the card)."""
     output = trainer.predict(tokenized_split, metric_key_prefix=prefix)
     id2label = trainer.model.config.id2label
     predicted = sentence_predictions(tokenized_split, np.argmax(output.predictions, axis=-1), id2label,
@@ -450,14 +475,44 @@ def score_split(trainer: Trainer, raw_split, tokenized_split, prefix: str, data_
     true = [[names[t] for t in tags] for tags in raw_split["ner_tags"]]
     metrics = {key: value for key, value in output.metrics.items() if not key.startswith(f"{prefix}_")
                or key[len(prefix) + 1:] in ("loss", "runtime", "samples_per_second", "steps_per_second")}
-    metrics.update({f"{prefix}_{name}": value for name, value in
-                    seqeval_scores(predicted, true, data_args.return_entity_level_metrics).items()})
+    entity_scores = seqeval_scores(predicted, true, entity_level=True)
+    shown = entity_scores if data_args.return_entity_level_metrics else seqeval_scores(predicted, true, False)
+    metrics.update({f"{prefix}_{name}": value for name, value in shown.items()})
     metrics.update({f"{prefix}_samples": len(raw_split), f"{prefix}_windows": len(tokenized_split)})
     trainer.log_metrics(prefix, metrics)
     trainer.save_metrics(prefix, metrics)
     if prefix == "test" and trainer.is_world_process_zero():
         write_ner_predictions(os.path.join(trainer.args.output_dir, PREDICTIONS_FILE), raw_split, predicted)
-    return metrics
+        types = entity_types_of(names)
+        save_confusion_matrix(*entity_type_confusion(predicted, true, types), [*types, "none"],
+                              os.path.join(trainer.args.output_dir, CONFUSION_FILE),
+                              title="test entities: reference (rows) vs prediction")
+    return metrics, entity_scores
+
+
+def write_ner_card(trainer: Trainer, model_args, data_args: NerDataArguments, raw, description: str,
+                   entity_scores: dict, split: str) -> str:
+    """The fine-tuned folder's README.md: entity scores per type, the type confusion and the loss curve."""
+    from .cards import write_ner_card as fill_ner_card
+    from .plots import save_loss_curve
+
+    output_dir, plots = trainer.args.output_dir, {}
+    if any("loss" in entry for entry in trainer.state.log_history):
+        save_loss_curve(trainer.state.log_history, os.path.join(output_dir, LOSS_CURVE_FILE), title="fine-tuning loss")
+        plots["Training loss"] = LOSS_CURVE_FILE
+    if os.path.isfile(os.path.join(output_dir, CONFUSION_FILE)):
+        plots["Entity types on the test split: reference (rows) against prediction (columns); none = no entity "
+              "with that span"] = CONFUSION_FILE
+    names = raw["train"].features["ner_tags"].feature.names
+    dataset_name = data_args.dataset_name or os.path.basename(data_args.train_file)
+    return fill_ner_card(
+        output_dir, base_model=model_args.model_name_or_path, dataset_name=dataset_name,
+        dataset_description=description, entity_types=entity_types_of(names), metrics=entity_scores,
+        training_args={**trainer.args.to_dict(), "max_seq_length": data_args.max_seq_length,
+                       "label_all_tokens": data_args.label_all_tokens, "train_sentences": len(raw["train"])},
+        eval_split=split, eval_size=len(raw[split]), plots=plots, max_length=data_args.max_seq_length,
+        repo_id=trainer.args.hub_model_id,
+    )
 
 
 def train_ner(trainer: Trainer, resume_from_checkpoint: str | None, sentences: int) -> dict:
@@ -479,7 +534,7 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
     check_max_steps(training_args)
     set_seed(training_args.seed)
     # Data, tokenizer and model are read and checked before the output folder is touched: bad input leaves nothing.
-    raw, label_names, _ = prepare_ner_splits(data_args, model_args, training_args)
+    raw, label_names, description = prepare_ner_splits(data_args, model_args, training_args)
     flag, source = model_args.tokenizer_source
     tokenizer = from_pretrained(AutoTokenizer, flag, source, cache_dir=model_args.cache_dir, token=model_args.token,
                                 trust_remote_code=model_args.trust_remote_code)
@@ -499,10 +554,15 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
             callbacks=[run_folder.callback],
         )
         all_metrics = train_ner(trainer, resume_from_checkpoint, len(raw["train"])) if training_args.do_train else {}
+        card_scores = None
         for split, prefix, enabled in (("validation", "eval", training_args.do_eval),
                                        ("test", "test", training_args.do_predict)):
             if enabled:
-                all_metrics.update(score_split(trainer, raw[split], tokenized[split], prefix, data_args))
+                metrics, entity_scores = score_split(trainer, raw[split], tokenized[split], prefix, data_args)
+                all_metrics.update(metrics)
+                card_scores = (entity_scores, split)
+        if training_args.do_train and card_scores is not None and trainer.is_world_process_zero():
+            write_ner_card(trainer, model_args, data_args, raw, description, *card_scores)
     return all_metrics
 
 

@@ -284,7 +284,7 @@ def score_export(name: str, model, prepared: dict, tokenizer, training_args, fol
             continue
         if name == "ner":
             metrics.update(score_split(trainer, prepared["raw"][split], prepared["tokenized"][split], prefix,
-                                       prepared["data_args"]))
+                                       prepared["data_args"])[0])
         else:
             output = trainer.predict(prepared["tokenized"][split], metric_key_prefix=prefix)
             metrics.update(output.metrics)

@@ -42,7 +42,7 @@ RECIPE_OUTPUT_NAMES = frozenset({
     "config.json", "model.safetensors", "training_args.bin", "trainer_state.json", "README.md",
     "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json",
     "train_results.json", "eval_results.json", "test_results.json", "all_results.json", "predict_results.csv",
-    "predict_results.conll",
+    "predict_results.conll", "entity_confusion.png",
     "baseline_results.json", "loss_curve.png", "confusion_matrix.png",
     "configuration_glm.py", "modeling_glm.py", "added_tokens.json",
     "sentiment_model", "ner_model", "multitask_results.json", "task_loss_curves.png",  # finetune-multitask

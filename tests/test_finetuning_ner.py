@@ -86,6 +86,28 @@ def test_conll_files_with_flags_only(trained_dir, conll_files):
     assert [s.tokens for s in predicted] == [s.tokens for s in expected]
 
 
+def test_the_fine_tuned_folder_has_a_card_with_types_confusion_and_loss_curve(trained_dir):
+    output_dir, metrics = trained_dir
+    for name in ("README.md", "entity_confusion.png", "loss_curve.png"):
+        assert os.path.isfile(os.path.join(output_dir, name)), name
+    with open(os.path.join(output_dir, "README.md"), encoding="utf-8") as f:
+        card = f.read()
+    assert "pipeline_tag: token-classification" in card and "aggregation_strategy=\"simple\"" in card
+    for kind in ("PER", "LOC", "ORG"):
+        assert f"| {kind} |" in card
+    assert "| **overall** |" in card and "![Training loss](loss_curve.png)" in card and "entity_confusion.png" in card
+
+
+def test_entity_type_confusion_pairs_spans_and_counts_misses_and_spurious_entities():
+    from glm_hf.finetuning_ner import entity_type_confusion
+
+    true = [["B-PER", "I-PER", "O", "B-LOC", "O", "B-ORG"]]
+    predicted = [["B-PER", "I-PER", "O", "B-ORG", "B-LOC", "O"]]
+    references, predictions = entity_type_confusion(predicted, true, ["LOC", "ORG", "PER"])
+    # PER found as PER; LOC read as ORG; ORG missed (none); a spurious LOC where there is no entity.
+    assert sorted(zip(references, predictions)) == sorted([(2, 2), (0, 1), (1, 3), (3, 0)])
+
+
 def test_saved_folder_loads_and_tags_whole_entities_in_a_pipeline(trained_dir):
     from transformers import pipeline
 
