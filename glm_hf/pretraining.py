@@ -78,8 +78,12 @@ class ModelArguments(BaseModelArguments):
     """Which model to pretrain: a named size or a config (from scratch), or a checkpoint (continued pretraining: a
     GLM folder, e.g. a converted BERT). Its fields and their checks are those of :class:`BaseModelArguments`."""
 
-    # A checkpoint is pretrained further as it is: its config is not changed.
+    # A checkpoint is pretrained further as it is: its config is not changed, except for the settings of the heads
+    # the objective adds (continued pretraining of a converted BERT with ELECTRA's generator, say).
     reconfigures_checkpoint: ClassVar[bool] = False
+    checkpoint_overridable: ClassVar[tuple[str, ...]] = (
+        "generator_num_hidden_layers", "rtd_loss_weight", "hidden_dropout_prob", "attention_probs_dropout_prob",
+    )
 
 
 # The objectives: what the examples are, which head learns, what the loss is (GLMConfig.pretraining_objective).
@@ -531,13 +535,12 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
     # The heads the objective trains; sparse prediction: the MLM head only runs where a label is.
     objective_fields = {"pretraining_objective": data_args.objective, "sparse_prediction": True}
     if model_args.model_name_or_path is not None:
+        hub_kwargs = dict(cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code)
+        config = from_pretrained(AutoConfig, "--model_name_or_path", model_args.model_name_or_path, **hub_kwargs)
+        config.update(objective_fields)
+        apply_config_overrides(config, model_args.config_overrides, logger)  # head settings only (checked)
         model = from_pretrained(
-            AutoModelForPreTraining,
-            "--model_name_or_path",
-            model_args.model_name_or_path,
-            cache_dir=model_args.cache_dir,
-            trust_remote_code=model_args.trust_remote_code,
-            **objective_fields,
+            AutoModelForPreTraining, "--model_name_or_path", model_args.model_name_or_path, config=config, **hub_kwargs
         )
     else:
         if model_args.config_name is not None:

@@ -31,6 +31,9 @@ class BaseModelArguments:
     # Whether --config_name / --config_overrides may change a --model_name_or_path checkpoint's config (fine-tuning
     # reads that config first); a recipe that loads the checkpoint as it is sets it False and refuses them.
     reconfigures_checkpoint: ClassVar[bool] = True
+    # Config keys --config_overrides may still set on a checkpoint that is loaded as it is: settings of heads the
+    # recipe adds, which leave the checkpoint's own weights and function unchanged.
+    checkpoint_overridable: ClassVar[tuple[str, ...]] = ()
 
     model_name_or_path: str | None = field(
         default=None,
@@ -74,10 +77,16 @@ class BaseModelArguments:
             other = "--model_name_or_path" if self.model_name_or_path is not None else "--config_name"
             raise ValueError(f"give either --model_size (a random initialisation) or {other}, not both")
         if self.model_name_or_path is not None and not self.reconfigures_checkpoint:
-            for flag, value in (("--config_name", self.config_name), ("--config_overrides", self.config_overrides)):
-                if value is not None:
-                    raise ValueError(f"{flag} applies to models trained from scratch, not --model_name_or_path "
-                                     "(the checkpoint is loaded with its own config)")
+            if self.config_name is not None:
+                raise ValueError("--config_name applies to models trained from scratch, not --model_name_or_path "
+                                 "(the checkpoint is loaded with its own config)")
+            keys = [item.partition("=")[0].strip() for item in (self.config_overrides or "").split(",") if item.strip()]
+            refused = [key for key in keys if key not in self.checkpoint_overridable]
+            if refused:
+                allowed = ", ".join(self.checkpoint_overridable) or "none"
+                raise ValueError(f"--config_overrides {', '.join(refused)}: a --model_name_or_path checkpoint is "
+                                 "loaded with its own config; only the settings of the heads this recipe adds may be "
+                                 f"set ({allowed})")
         if self.tokenizer_name is None and self.model_name_or_path is None:
             raise ValueError("from a random initialisation, give --tokenizer_name (e.g. a folder from 'glm-hf "
                              "train-tokenizer'): there is no model folder to read it from")

@@ -683,3 +683,41 @@ def test_print_measured_deltas():
     """Summary for ``pytest -s`` (runs last in this module)."""
     for head, deltas in MEASURED_MAX_DELTA.items():
         print(f"convert-bert {head:<24} max |Δ| = {max(deltas.values()):.3e}")
+
+
+@pytest.mark.parametrize("objective", ["mlm", "rtd"])
+def test_a_converted_sentence_encoder_continues_pretraining_with_its_own_vocabulary(
+    objective, tiny_tokenizer, review_texts, tmp_path
+):
+    """Domain-adaptive pretraining from a checkpoint with no MLM head: the encoder and vocabulary are the
+    checkpoint's, the new MLM head is tied to its embeddings, and the objectives of the pretraining recipe apply."""
+    from glm_hf.pretraining import DataTrainingArguments, ModelArguments, build_model, main
+
+    src = save_bert_folder(sentence_encoder(tiny_tokenizer), tiny_tokenizer, tmp_path / "encoder")
+    dst = convert_bert_to_glm(src, str(tmp_path / "glm"))
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(load_sentiment_dataset()["train"]["text"][:300]) + "\n", encoding="utf-8")
+
+    overrides = ["--config_overrides", "generator_num_hidden_layers=1"] if objective == "rtd" else []
+    model = build_model(ModelArguments(model_name_or_path=dst, config_overrides=(overrides or [None])[-1]),
+                        DataTrainingArguments(train_file=str(corpus), objective=objective), tiny_tokenizer)
+    assert model.config.vocab_size == len(tiny_tokenizer)
+    assert encoder_delta(src, model.glm.eval(), tiny_tokenizer(review_texts, padding=True, return_tensors="pt")) <= (
+        TOLERANCE
+    )
+    decoder = model.get_output_embeddings()
+    if objective == "mlm":
+        assert decoder.weight is model.glm.embeddings.word_embeddings.weight
+    else:  # the generator's decoder and embeddings are the discriminator's
+        assert decoder.weight is model.glm.embeddings.word_embeddings.weight
+        assert model.generator.embeddings.word_embeddings.weight is model.glm.embeddings.word_embeddings.weight
+
+    output_dir = tmp_path / "adapted"
+    metrics = main(["--model_name_or_path", dst, "--train_file", str(corpus), "--objective", objective,
+                    "--do_train", "--do_eval", "--max_steps", "3", "--per_device_train_batch_size", "4",
+                    "--max_seq_length", "32", "--max_eval_samples", "8", "--output_dir", str(output_dir),
+                    "--report_to", "none", "--save_strategy", "no", *overrides])
+    assert torch.isfinite(torch.tensor(metrics["train_loss"]))
+    adapted = AutoModelForPreTraining.from_pretrained(str(output_dir))
+    assert adapted.config.vocab_size == len(tiny_tokenizer) and adapted.config.pretraining_objective == objective
+    assert AutoTokenizer.from_pretrained(str(output_dir)).get_vocab() == tiny_tokenizer.get_vocab()
