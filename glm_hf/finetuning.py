@@ -672,8 +672,16 @@ def main(argv: list[str] | None = None) -> dict:
     )
 
 
-def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, training_args: TrainingArguments) -> dict:
-    """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
+def finetune(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    training_args: TrainingArguments,
+    *,
+    write_model_card: bool = True,
+) -> dict:
+    """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``). Without
+    ``write_model_card`` a training run leaves no ``README.md``: for callers that write the one card of several runs
+    themselves (the study's and the main job's fine-tuning cells)."""
     setup_logging(training_args, logger)
     logger.info("Training/evaluation parameters %s", training_args)
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
@@ -710,7 +718,9 @@ def finetune(model_args: ModelArguments, data_args: DataTrainingArguments, train
             compute_metrics=build_compute_metrics(task.problem_type, task.label_names),
             callbacks=[run_folder.callback],
         )
-        return train_evaluate_predict(trainer, model_args, data_args, prepared, config, resume_from_checkpoint)
+        return train_evaluate_predict(
+            trainer, model_args, data_args, prepared, config, resume_from_checkpoint, write_model_card
+        )
 
 
 @dataclass
@@ -743,9 +753,10 @@ def finetuning_run_identity(model_args, data_args, training_args, task: "TaskSpe
 
 
 def train_evaluate_predict(
-    trainer: Trainer, model_args, data_args, prepared: PreparedData, config, resume_from_checkpoint
+    trainer: Trainer, model_args, data_args, prepared: PreparedData, config, resume_from_checkpoint,
+    write_model_card: bool = True,
 ) -> dict:
-    """Train / evaluate / predict into the claimed output folder, then the plots and the card."""
+    """Train / evaluate / predict into the claimed output folder, then the plots and (``write_model_card``) the card."""
     training_args = trainer.args
     raw, tokenized, task, label_encoder = prepared.raw, prepared.tokenized, prepared.task, prepared.label_encoder
     all_metrics: dict = {}
@@ -755,7 +766,7 @@ def train_evaluate_predict(
     all_metrics.update(scored)
     is_main = trainer.is_world_process_zero()
     plots = save_plots(trainer, task, evaluated) if is_main else {}
-    if is_main and training_args.do_train:
+    if is_main and training_args.do_train and write_model_card:
         write_card(
             training_args.output_dir, model_args, data_args, training_args, task, raw, all_metrics, plots,
             prepared.data_description, prepared.split_notes,

@@ -426,8 +426,8 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         cells = path("finetune/cells")
         result = tune_and_repeat(cells, protocol, init_dir=path("pretrain"), keep_model=True, **common)
         chosen = os.path.join(cells, f"lr{result['learning_rate']:g}-seed{protocol.seeds[0]}")
-        for name in os.listdir(chosen):  # the chosen model becomes finetune/ itself
-            if os.path.isfile(os.path.join(chosen, name)) and name != "cell.json":
+        for name in os.listdir(chosen):  # the chosen model becomes finetune/ itself; its card: write_final_card
+            if os.path.isfile(os.path.join(chosen, name)) and name not in ("cell.json", "README.md"):
                 shutil.copy2(os.path.join(chosen, name), path(f"finetune/{name}"))
         drop_weights(cells)
         return result

