@@ -39,13 +39,20 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from .evaluation import read_json, write_json
-from .study import UNTRAINED_MACRO_F1, FinetuneProtocol, drop_weights, parse_numbers, tune_and_repeat
+from .study import (
+    UNTRAINED_MACRO_F1,
+    FinetuneProtocol,
+    drop_weights,
+    parse_numbers,
+    starting_point_fingerprint,
+    tune_and_repeat,
+)
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".stages"
 RESULTS_FILE = "main_results.json"
-STAGES = ("tokenizer", "pretrain", "finetune", "finetune_from_scratch", "baseline")
+STAGES = ("tokenizer", "pretrain", "finetune", "finetune_checkpoint", "finetune_from_scratch", "baseline")
 BASELINE_FILE = "baseline_results.json"
 EXAMPLE_SENTENCES = (
     "这家酒店的服务很好，房间也很干净，下次还会再来。",
@@ -60,6 +67,12 @@ EXAMPLE_SENTENCES = (
 class JobSettings:
     """Every setting that shapes the results; stages are fingerprinted by the settings they use."""
 
+    init_from: str | None = field(
+        default=None,
+        metadata={"help": "start from this GLM checkpoint (e.g. a BERT converted with glm-hf convert-bert): its "
+                  "tokenizer and architecture, --pretrain_steps of continued pretraining (0: none), and a row for the "
+                  "checkpoint fine-tuned as it is"},
+    )
     model_size: str = field(default="mini", metadata={"help": "GLM size for both GLM runs (tiny, mini, small, ...)"})
     vocab_size: int = field(default=8000, metadata={"help": "WordPiece vocabulary size"})
     tokenizer_max_documents: int | None = field(
@@ -220,9 +233,13 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
         if value is not None and not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1), got {value}")
     settings.finetune_protocol()  # checks the grid of rates and the seeds
+    if settings.init_from is not None:
+        check_starting_checkpoint(settings.init_from)
+    if settings.pretrain_steps < (0 if settings.init_from else 1):
+        raise ValueError("pretrain_steps must be a positive integer (or 0 with --init_from), got "
+                         f"{settings.pretrain_steps}")
     for name in (
         "vocab_size",
-        "pretrain_steps",
         "finetune_steps",
         "pretrain_batch_size",
         "finetune_batch_size",
@@ -232,6 +249,20 @@ def settings_from_args(args: argparse.Namespace) -> JobSettings:
         if getattr(settings, name) < 1:
             raise ValueError(f"{name} must be a positive integer, got {getattr(settings, name)}")
     return settings
+
+
+def check_starting_checkpoint(folder: str) -> None:
+    """--init_from must be a GLM folder with its tokenizer (a BERT folder is converted first)."""
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        raise ValueError(f"--init_from {folder}: not a model folder (no config.json)")
+    model_type = read_json(config_path).get("model_type")
+    if model_type != "glm_hf":
+        hint = " -- convert it first: glm-hf convert-bert SRC DST" if model_type == "bert" else ""
+        raise ValueError(f"--init_from {folder}: a {model_type!r} checkpoint, not a GLM one (model_type glm_hf){hint}")
+    if not os.path.isfile(os.path.join(folder, "tokenizer_config.json")):
+        raise ValueError(f"--init_from {folder}: holds no tokenizer (tokenizer_config.json); the job uses the "
+                         "checkpoint's own vocabulary")
 
 
 # ------------------------------------------------------------------------------------------------- stage records
@@ -292,6 +323,7 @@ def _stage_outputs_present(stage_dir: str, name: str) -> bool:
         "tokenizer": ["tokenizer_config.json"],
         "pretrain": ["config.json", "model.safetensors"],
         "finetune": ["config.json", "model.safetensors", "all_results.json"],
+        "finetune_checkpoint": [],
         "finetune_from_scratch": [],
         "baseline": [BASELINE_FILE],
     }[name]
@@ -329,12 +361,13 @@ def _remove_checkpoints(stage_dir: str) -> None:
             shutil.rmtree(os.path.join(stage_dir, entry), ignore_errors=True)
 
 
-def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str, dict], index: int) -> dict:
-    """Run, resume or skip ``stage``; returns its completion record."""
+def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str, dict], index: int,
+              total: int = len(STAGES)) -> dict:
+    """Run, resume or skip ``stage`` (the ``index``-th of ``total``); returns its completion record."""
     stage_dir = os.path.join(job_dir, stage.name)
     fingerprint = stage.fingerprint(known)
     record = records.read(stage.name)
-    header = f"[{index}/{len(STAGES)}] {stage.name}: {stage.description}"
+    header = f"[{index}/{total}] {stage.name}: {stage.description}"
     if (
         record.get("status") == "complete"
         and record.get("fingerprint") == fingerprint
@@ -395,15 +428,18 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         output_dir=path("tokenizer"), dataset_name="embedded", vocab_size=s.vocab_size,
         max_train_documents=s.tokenizer_max_documents, seed=s.seed, overwrite_output_dir=True,
     )
-    dropout = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
-    # The twin is built from the pretrained config, so it starts from the same position table.
-    dropout += (
-        f",position_embedding_type={s.position_embedding_type},position_embedding_init={s.position_embedding_init}"
-    )
+    overrides = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
+    if not s.init_from:  # the twin is built from the pretrained config, so it starts from the same position table
+        overrides += (f",position_embedding_type={s.position_embedding_type}"
+                      f",position_embedding_init={s.position_embedding_init}")
     if s.objective == "rtd":
-        dropout += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
+        overrides += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
+    # With --init_from: continued pretraining of the checkpoint, with its architecture, positions and vocabulary.
+    model_args = ModelArguments(model_name_or_path=s.init_from, tokenizer_name=path("tokenizer"),
+                                config_overrides=overrides) if s.init_from else ModelArguments(
+        model_size=s.model_size, tokenizer_name=path("tokenizer"), config_overrides=overrides)
     pretrain_args = (
-        ModelArguments(model_size=s.model_size, tokenizer_name=path("tokenizer"), config_overrides=dropout),
+        model_args,
         DataTrainingArguments(
             dataset_name="embedded", objective=s.objective, corpus_weights=s.corpus_weights,
             mlm_probability=s.mlm_probability, mlm_probability_end=s.mlm_probability_end,
@@ -420,11 +456,13 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         ),
     )
     protocol = s.finetune_protocol()
-    common = {"config_dir": path("pretrain"), "tokenizer_dir": path("pretrain")}
+    continued = not s.init_from or s.pretrain_steps > 0
+    pretrained_dir = path("pretrain") if continued else s.init_from  # each holds its tokenizer
+    common = {"config_dir": pretrained_dir, "tokenizer_dir": pretrained_dir}
 
     def run_finetune() -> dict:
         cells = path("finetune/cells")
-        result = tune_and_repeat(cells, protocol, init_dir=path("pretrain"), keep_model=True, **common)
+        result = tune_and_repeat(cells, protocol, init_dir=pretrained_dir, keep_model=True, **common)
         chosen = os.path.join(cells, f"lr{result['learning_rate']:g}-seed{protocol.seeds[0]}")
         for name in os.listdir(chosen):  # the chosen model becomes finetune/ itself; its card: write_final_card
             if os.path.isfile(os.path.join(chosen, name)) and name not in ("cell.json", "README.md"):
@@ -437,23 +475,49 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         write_json(baseline, path(f"baseline/{BASELINE_FILE}"))
         return {key: value for key, value in baseline.items() if key.startswith("test_")}
 
+    if s.init_from:
+        tokenizer_stage = Stage(
+            "tokenizer", f"the tokenizer of {s.init_from} (no tokenizer training)",
+            {"init_from": s.init_from, "start": starting_point_fingerprint(s.init_from, s.init_from)},
+            lambda: copy_tokenizer(s.init_from, path("tokenizer")),
+        )
+    else:
+        tokenizer_stage = Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus",
+                                asdict(tokenizer_args), lambda: train_tokenizer(tokenizer_args)[1])
+    pretrained_stage = "pretrain" if continued else "tokenizer"
     stages = [
-        Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", asdict(tokenizer_args),
-              lambda: train_tokenizer(tokenizer_args)[1]),
-        Stage("pretrain", f"pretrain a {s.model_size} GLM with {s.objective} ({s.pretrain_steps} steps)",
+        tokenizer_stage,
+        Stage("pretrain", (f"continue pretraining {s.init_from}" if s.init_from else f"pretrain a {s.model_size} GLM")
+              + f" with {s.objective} ({s.pretrain_steps} steps)",
               {name: _public_settings(args) for name, args in zip(("model", "data", "training"), pretrain_args)},
               lambda: pretrain(*pretrain_args), upstream=["tokenizer"], resumable=True),
         Stage("finetune", f"fine-tune it on the sentiment task ({len(protocol.learning_rates)} rates x "
               f"{len(protocol.seeds)} seeds of {s.finetune_steps} steps), test", asdict(protocol), run_finetune,
-              upstream=["pretrain"], resumable=True),
+              upstream=[pretrained_stage], resumable=True),
+        Stage("finetune_checkpoint", f"the same fine-tuning from {s.init_from} as it is (no continued pretraining)",
+              asdict(protocol), lambda: tune_and_repeat(path("finetune_checkpoint"), protocol, init_dir=s.init_from,
+                                                        config_dir=s.init_from, tokenizer_dir=s.init_from),
+              upstream=["tokenizer"], resumable=True),
         Stage("finetune_from_scratch", "the same fine-tuning from a random initialisation, test", asdict(protocol),
               lambda: tune_and_repeat(path("finetune_from_scratch"), protocol, init_dir=None, **common),
-              upstream=["pretrain"], resumable=True),
+              upstream=[pretrained_stage], resumable=True),
         Stage("baseline", "TF-IDF character n-grams + logistic regression on the same split", {}, run_baseline),
     ]
+    # Without --init_from there is no checkpoint row; with --pretrain_steps 0 the checkpoint row is the model itself.
+    stages = [stage for stage in stages if (stage.name != "finetune_checkpoint" or (s.init_from and continued))
+              and (stage.name != "pretrain" or continued)]
     for stage in stages:  # the tokenizer and pretraining corpora hold the sentiment train split too
         stage.data_version = data_version
     return stages
+
+
+def copy_tokenizer(source: str, destination: str) -> dict:
+    """--init_from: the checkpoint's tokenizer, saved as the job's (its vocabulary is the model's)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.save_pretrained(destination)
+    return {"vocab_size": len(tokenizer), "source": source}
 
 
 def _public_settings(arguments) -> dict:
@@ -467,7 +531,9 @@ def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], tot
     """Test accuracy / macro-F1 of the three systems (GLM rows: mean over the fine-tuning seeds at the rate each chose
     on validation, with the spread), the gain, the pretraining metrics, the budget and stage times."""
     baseline = read_json(os.path.join(job_dir, "baseline", BASELINE_FILE))
-    pretrain = read_json(os.path.join(job_dir, "pretrain", "all_results.json"))
+    pretrain_results = os.path.join(job_dir, "pretrain", "all_results.json")
+    # none with --init_from and --pretrain_steps 0
+    pretrain = read_json(pretrain_results) if os.path.isfile(pretrain_results) else {}
     test_size = read_json(os.path.join(job_dir, "finetune", "all_results.json")).get("test_samples")
 
     def glm_row(stage: str) -> dict:
@@ -489,6 +555,8 @@ def summarize(job_dir: str, settings: JobSettings, records: dict[str, dict], tot
         "glm_from_scratch": glm_row("finetune_from_scratch"),
         "tfidf_baseline": {key: baseline[f"test_{key}"] for key in ("accuracy", "macro_f1")},
     }
+    if "finetune_checkpoint" in records:
+        results["checkpoint_finetuned"] = glm_row("finetune_checkpoint")
     pretrained, scratch = results["glm_pretrained_finetuned"], results["glm_from_scratch"]
     gain = {key: pretrained[key] - scratch[key] for key in ("accuracy", "macro_f1")}
     # Seed by seed (the same seeds, each run at its own chosen rate), and over the seeds where both runs trained:
@@ -577,14 +645,23 @@ def _card_results(rows: dict, baseline: dict, settings: JobSettings) -> list[dic
     """The card's results table: this model, the same model from scratch, the TF-IDF baseline."""
     from .finetuning import unprefixed as unprefix
 
-    size = settings.model_size
+    size = settings.model_size if not settings.init_from else f"`{settings.init_from}`'s"
+    pretraining = (f"{settings.init_from}, pretrained {settings.pretrain_steps} steps more" if settings.init_from
+                   else f"{size} GLM pretrained {settings.pretrain_steps} steps")
+    checkpoint_row = [] if "checkpoint_finetuned" not in rows else [{
+        "name": "the starting checkpoint, fine-tuned",
+        "description": f"{settings.init_from} fine-tuned as it is (no continued pretraining), same protocol"
+        + _seeds_note(rows["checkpoint_finetuned"]),
+        "metrics": {k: rows["checkpoint_finetuned"][k] for k in ("accuracy", "macro_f1")},
+    }]
     return [
         {
             "name": "**GLM, pretrained + fine-tuned (this model)**",
-            "description": f"{size} GLM pretrained {settings.pretrain_steps} steps ({settings.objective}), fine-tuned "
+            "description": f"{pretraining} ({settings.objective}), fine-tuned "
             f"{settings.finetune_steps} steps" + _seeds_note(rows["glm_pretrained_finetuned"]),
             "metrics": {k: rows["glm_pretrained_finetuned"][k] for k in ("accuracy", "macro_f1")},
         },
+        *checkpoint_row,
         {
             "name": "GLM from scratch",
             "description": f"same {size} architecture, tokenizer, data, steps and fine-tuning protocol, random "
@@ -660,7 +737,8 @@ def _card_data_stats(settings: JobSettings) -> dict:
 def _card_training_args(settings: JobSettings) -> dict:
     """The card's Training table: the settings of both GLM runs, in words where a bare value would not say enough."""
     return {
-        "model_size": settings.model_size,
+        **({"starting checkpoint (--init_from)": settings.init_from} if settings.init_from else {}),
+        "model_size": settings.model_size if not settings.init_from else "the checkpoint's",
         "pretraining steps": settings.pretrain_steps,
         "pretraining batch size": settings.pretrain_batch_size,
         "pretraining learning rate": settings.pretrain_learning_rate,
@@ -737,8 +815,9 @@ def main(argv: list[str] | None = None) -> int:
     data_version = sentiment_data_digest()  # a fix to the embedded data (its cleaning or split) reruns the stages
     start = time.perf_counter()
     try:
-        for index, stage in enumerate(build_stages(job_dir, settings, data_version), start=1):
-            known[stage.name] = run_stage(stage, job_dir, records, known, index)
+        stages = build_stages(job_dir, settings, data_version)
+        for index, stage in enumerate(stages, start=1):
+            known[stage.name] = run_stage(stage, job_dir, records, known, index, len(stages))
     except KeyboardInterrupt:
         print("\nInterrupted. Run the same command again to resume where it stopped.", file=sys.stderr)
         return 130
@@ -761,6 +840,8 @@ def print_report(summary: dict, job_dir: str) -> None:
         ("GLM from scratch (same budget)", "glm_from_scratch"),
         ("TF-IDF char n-grams + LR", "tfidf_baseline"),
     )
+    if "checkpoint_finetuned" in summary["results"]:
+        rows = (*rows, ("starting checkpoint fine-tuned", "checkpoint_finetuned"))
     print(
         f"\nTest split ({summary['test_split']['examples']} examples)"
         + (" -- QUICK MODE, numbers mean nothing" if summary["quick_mode"] else "")

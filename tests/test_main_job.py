@@ -86,7 +86,9 @@ def test_end_to_end_interrupt_resume_and_skip(tmp_path, monkeypatch, capsys, cap
     assert "Skipping the incomplete checkpoint" in caplog.text
     assert "checkpoint-10 (model.safetensors is truncated" in caplog.text
     records = StageRecords(str(job_dir))
-    assert [records.read(name).get("status") for name in main_job.STAGES] == ["complete"] * 3 + ["started", None]
+    statuses = {name: records.read(name).get("status") for name in main_job.STAGES}
+    assert statuses == {"tokenizer": "complete", "pretrain": "complete", "finetune": "complete",
+                        "finetune_checkpoint": None, "finetune_from_scratch": "started", "baseline": None}
     scratch_dir = job_dir / "finetune_from_scratch"
     finished_cell = scratch_dir / "lr0.001-seed0" / "cell.json"
     assert finished_cell.is_file()
@@ -286,3 +288,42 @@ def test_a_run_that_never_trains_is_named_and_the_gain_is_also_given_without_it(
     assert "where both runs trained: accuracy +2.0 points" in out
     assert main_job._gain_detail(summary) == (
         "; per seed: +2.0, +31.0 accuracy points; over the seeds where both runs trained: +2.0 points")
+
+
+def test_init_from_must_be_a_glm_folder_with_its_tokenizer(tmp_path, pretrained_dir):
+    parser = main_job.build_parser()
+    with pytest.raises(ValueError, match="not a model folder"):
+        main_job.settings_from_args(parser.parse_args(["--init_from", str(tmp_path)]))
+    bert = tmp_path / "bert"
+    bert.mkdir()
+    (bert / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ValueError, match="a 'bert' checkpoint, not a GLM one .* glm-hf convert-bert"):
+        main_job.settings_from_args(parser.parse_args(["--init_from", str(bert)]))
+    with pytest.raises(ValueError, match="pretrain_steps must be a positive integer"):
+        main_job.settings_from_args(parser.parse_args(["--pretrain_steps", "0"]))
+    settings = main_job.settings_from_args(parser.parse_args(["--init_from", pretrained_dir, "--pretrain_steps", "0"]))
+    names = [stage.name for stage in main_job.build_stages(str(tmp_path / "job"), settings)]
+    assert names == ["tokenizer", "finetune", "finetune_from_scratch", "baseline"]  # no continued pretraining
+    settings = main_job.settings_from_args(parser.parse_args(["--init_from", pretrained_dir]))
+    stages = {stage.name: stage for stage in main_job.build_stages(str(tmp_path / "job"), settings)}
+    assert list(stages) == ["tokenizer", "pretrain", "finetune", "finetune_checkpoint", "finetune_from_scratch",
+                            "baseline"]
+    model = stages["pretrain"].settings["model"]
+    assert model["model_name_or_path"] == pretrained_dir and "position_embedding_type" not in model["config_overrides"]
+
+
+@pytest.mark.slow
+def test_the_job_started_from_a_checkpoint_reports_the_checkpoint_row(tmp_path, pretrained_dir, capsys):
+    job = tmp_path / "job"
+    tiny = [arg for arg in TINY_JOB if arg not in ("--tokenizer_max_documents", "600", "--vocab_size", "800")]
+    assert main_job.main([*tiny, "--init_from", pretrained_dir, "--finetune_seeds", "0", "--output_dir", str(job)]) == 0
+    summary = _read(job / main_job.RESULTS_FILE)
+    assert set(summary["results"]) == {"glm_pretrained_finetuned", "glm_from_scratch", "tfidf_baseline",
+                                       "checkpoint_finetuned"}
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(job / "tokenizer").get_vocab() == AutoTokenizer.from_pretrained(
+        pretrained_dir).get_vocab()
+    card = (job / "finetune" / "README.md").read_text(encoding="utf-8")
+    assert "| the starting checkpoint, fine-tuned |" in card and "starting checkpoint (--init_from)" in card
+    assert "starting checkpoint fine-tuned" in capsys.readouterr().out
