@@ -66,8 +66,10 @@ from .training_setup import (
     apply_config_overrides,
     check_max_steps,
     checkpoint_to_resume,
+    freeze_word_embeddings,
     parse_args,
     setup_logging,
+    train_and_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -521,7 +523,10 @@ def build_labelled_config_and_model(model_args: ModelArguments, auto_class, toke
         raise ValueError(f"--max_seq_length {max_seq_length} exceeds the model's max_position_embeddings "
                          f"{config.max_position_embeddings}")
     if not model_args.model_name_or_path:
-        return config, auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        model = auto_class.from_config(config, trust_remote_code=model_args.trust_remote_code)
+        if model_args.freeze_word_embeddings:
+            freeze_word_embeddings(model)
+        return config, model
     if new_classifier:
         logger.warning("The model's classifier, trained for the labels %s, does not fit the data's %s (other labels or "
                        "another problem type): it is re-initialised (needs --ignore_mismatched_sizes if their number "
@@ -534,6 +539,8 @@ def build_labelled_config_and_model(model_args: ModelArguments, auto_class, toke
     if new_classifier:
         reinitialize_head(model)
     reinitialize_top(model, model_args.reinit_top_layers, model_args.reinit_pooler)
+    if model_args.freeze_word_embeddings:
+        freeze_word_embeddings(model)
     return config, model
 
 
@@ -761,7 +768,8 @@ def train_evaluate_predict(
     raw, tokenized, task, label_encoder = prepared.raw, prepared.tokenized, prepared.task, prepared.label_encoder
     all_metrics: dict = {}
     if training_args.do_train:
-        all_metrics.update(train(trainer, resume_from_checkpoint))
+        all_metrics.update(train_and_save(trainer, resume_from_checkpoint,
+                                          train_samples=len(trainer.train_dataset)))
     scored, evaluated = evaluate_and_predict(trainer, tokenized, raw, task, label_encoder, config)
     all_metrics.update(scored)
     is_main = trainer.is_world_process_zero()
@@ -853,18 +861,6 @@ def tokenize_splits(
                 desc=f"Tokenizing {split}",
             )
     return tokenized
-
-
-def train(trainer: Trainer, resume_from_checkpoint: str | None) -> dict:
-    """Train, save the model (with its code and the tokenizer), the train metrics and the trainer state."""
-    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    trainer.save_model()
-    metrics = dict(train_result.metrics)
-    metrics["train_samples"] = len(trainer.train_dataset)
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    trainer.save_state()
-    return metrics
 
 
 def evaluate_and_predict(

@@ -65,7 +65,7 @@ from .ner_data import (
     repair_bio,
 )
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
-from .training_setup import check_max_steps, checkpoint_to_resume, parse_args, setup_logging
+from .training_setup import check_max_steps, checkpoint_to_resume, parse_args, setup_logging, train_and_save
 
 logger = logging.getLogger(__name__)
 
@@ -515,17 +515,6 @@ def write_ner_card(trainer: Trainer, model_args, data_args: NerDataArguments, ra
     )
 
 
-def train_ner(trainer: Trainer, resume_from_checkpoint: str | None, sentences: int) -> dict:
-    """Train, save the model (with its code and the tokenizer), the train metrics and the trainer state."""
-    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    trainer.save_model()
-    metrics = {**train_result.metrics, "train_samples": sentences, "train_windows": len(trainer.train_dataset)}
-    trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
-    trainer.save_state()
-    return metrics
-
-
 def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, training_args: TrainingArguments) -> dict:
     """Fine-tune / evaluate / predict; returns every metric (as in ``all_results.json``)."""
     setup_logging(training_args, logger)
@@ -553,7 +542,8 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
             compute_metrics=build_ner_compute_metrics(config.id2label, data_args.return_entity_level_metrics),
             callbacks=[run_folder.callback],
         )
-        all_metrics = train_ner(trainer, resume_from_checkpoint, len(raw["train"])) if training_args.do_train else {}
+        all_metrics = train_and_save(trainer, resume_from_checkpoint, train_samples=len(raw["train"]),
+                                     train_windows=len(tokenized["train"])) if training_args.do_train else {}
         card_scores = None
         for split, prefix, enabled in (("validation", "eval", training_args.do_eval),
                                        ("test", "test", training_args.do_predict)):

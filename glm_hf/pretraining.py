@@ -64,9 +64,11 @@ from .training_setup import (
     apply_config_overrides,
     check_max_steps,
     checkpoint_to_resume,
+    freeze_word_embeddings,
     is_args_file,
     parse_args,
     setup_logging,
+    train_and_save,
 )
 
 logger = logging.getLogger(__name__)
@@ -541,6 +543,8 @@ def build_model(model_args: ModelArguments, data_args: DataTrainingArguments, to
         )
     if data_args.objective in SENTENCE_TASK_OF and getattr(model.config, "type_vocab_size", 2) < 2:
         raise ValueError("sentence pairs need two token types: the model's config has type_vocab_size < 2")
+    if model_args.freeze_word_embeddings:
+        freeze_word_embeddings(model)
     return model
 
 
@@ -746,7 +750,7 @@ def pretrain_on(
 
     metrics: dict = {}
     if training_args.do_train:
-        metrics.update(train_and_save(trainer, resume_from_checkpoint, len(train_dataset)))
+        metrics.update(train_and_save(trainer, resume_from_checkpoint, train_samples=len(train_dataset)))
     if training_args.do_eval:
         metrics.update(evaluate_and_save(trainer, len(eval_dataset)))
     if training_args.do_train and trainer.is_world_process_zero():
@@ -778,16 +782,6 @@ def configure_run(data_args: DataTrainingArguments, training_args: TrainingArgum
     training_args.label_names = ["labels", *pair_labels]
 
 
-def train_and_save(trainer: Trainer, resume_from_checkpoint, train_samples: int) -> dict:
-    """Train (from ``resume_from_checkpoint`` if any), save the model, its train metrics and the trainer state."""
-    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    trainer.save_model()  # model, its code and the tokenizer
-    train_metrics = dict(train_result.metrics)
-    train_metrics["train_samples"] = train_samples
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
-    trainer.save_state()
-    return train_metrics
 
 
 def evaluate_and_save(trainer: Trainer, eval_samples: int) -> dict:

@@ -18,6 +18,8 @@ from transformers import HfArgumentParser
 from .configuration_glm import MODEL_SIZES, check_model_size
 from .run_folder import incomplete_checkpoint_reason, last_complete_checkpoint
 
+logger = logging.getLogger(__name__)
+
 # Config entries that record where a config came from rather than set the model.
 NOT_OVERRIDABLE = ("model_type", "transformers_version", "architectures", "auto_map")
 OVERRIDES_EXAMPLE = "'hidden_dropout_prob=0.1,num_hidden_layers=2'"
@@ -57,6 +59,11 @@ class BaseModelArguments:
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Tokenizer folder or Hub id; defaults to --model_name_or_path."}
+    )
+    freeze_word_embeddings: bool = field(
+        default=False,
+        metadata={"help": "Do not train the word embeddings (nor a decoder tied to them): for large vocabularies, most "
+                  "of whose rows the data never uses, it saves their gradients and optimizer states (3x their size)."},
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache models and datasets from the Hub."})
     trust_remote_code: bool = field(
@@ -253,3 +260,34 @@ def checkpoint_to_resume(training_args, logger: logging.Logger):
             logger.warning("Checkpoint detected, resuming training at %s", last_checkpoint)
             return last_checkpoint
     return None
+
+
+def freeze_word_embeddings(model) -> None:
+    """``--freeze_word_embeddings``: the input embedding matrix (and every layer tied to it) is not trained."""
+    weight = model.get_input_embeddings().weight
+    weight.requires_grad_(False)
+    logger.info("Word embeddings frozen: %d of %d parameters not trained", weight.numel(), model.num_parameters())
+
+
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process (and peak CUDA memory when a GPU ran), in MiB."""
+    import resource
+
+    import torch
+
+    peak = {"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}  # Linux: KiB
+    if torch.cuda.is_available() and torch.cuda.max_memory_allocated() > 0:
+        peak["peak_cuda_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return peak
+
+
+def train_and_save(trainer, resume_from_checkpoint: str | None, **extra_metrics) -> dict:
+    """Train (from ``resume_from_checkpoint`` if any); save the model (with its code and the tokenizer), the train
+    metrics (with ``extra_metrics`` and the peak memory) and the trainer state; returns the metrics."""
+    train_result = trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model()
+    metrics = {**train_result.metrics, **extra_metrics, **peak_memory_mb()}
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+    return metrics

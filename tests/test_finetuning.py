@@ -428,3 +428,21 @@ def test_a_fine_tuned_head_is_reinitialised_when_its_labels_differ(tmp_path, tin
         _, other, label2id = build(["sports", "politics"])
     assert label2id == {"sports": 0, "politics": 1} and "re-initialised" in caplog.text
     assert abs(float(other.classifier.weight.detach().mean())) < 0.01, "a new head, not the sentiment rows"
+
+
+def test_frozen_word_embeddings_stay_as_they_were_and_peak_memory_is_reported(tmp_path, pretrained_dir):
+    """--freeze_word_embeddings (large vocabularies): the embedding matrix is not trained, the rest is."""
+    from safetensors.torch import load_file
+
+    data = _write_csv(tmp_path / "reviews.csv", ["id", "review", "sentiment", "stars"], _synthetic_reviews(64))
+    output_dir = tmp_path / "out"
+    metrics = finetune(["--model_name_or_path", pretrained_dir, "--train_file", data, "--text_column_names", "review",
+                        "--label_column_name", "sentiment", "--do_train", "--max_steps", "3", "--learning_rate",
+                        "1e-2", "--freeze_word_embeddings", "--output_dir", str(output_dir), *FAST_FLAGS])
+    before = load_file(os.path.join(pretrained_dir, "model.safetensors"))
+    after = load_file(str(output_dir / "model.safetensors"))
+    name = "glm.embeddings.word_embeddings.weight"
+    assert torch.equal(before[name], after[name])
+    layer = "glm.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(before[layer], after[layer])
+    assert metrics["peak_rss_mb"] > 0

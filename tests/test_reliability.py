@@ -823,7 +823,7 @@ def test_a_run_that_fails_before_writing_leaves_no_record(tmp_path, tiny_tokeniz
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(finetuning, "train", out_of_memory)
+    monkeypatch.setattr(finetuning, "train_and_save", out_of_memory)
     train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
     with pytest.raises(RuntimeError, match="out of memory"):
         finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
@@ -900,18 +900,18 @@ def test_a_file_the_user_adds_during_a_run_is_not_the_runs_to_remove(tmp_path, t
     from glm_hf import finetuning
 
     out, train_file = tmp_path / "out", _write_csv(tmp_path / "train.csv", REVIEWS)
-    train = finetuning.train
+    train = finetuning.train_and_save
 
-    def train_while_the_user_writes(trainer, resume_from_checkpoint):
+    def train_while_the_user_writes(trainer, resume_from_checkpoint, **extra_metrics):
         _touch(str(out / "notes.txt"), "mine")
-        return train(trainer, resume_from_checkpoint)
+        return train(trainer, resume_from_checkpoint, **extra_metrics)
 
-    monkeypatch.setattr(finetuning, "train", train_while_the_user_writes)
+    monkeypatch.setattr(finetuning, "train_and_save", train_while_the_user_writes)
     finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1"))
     with open(out / "_glm_run.json", encoding="utf-8") as f:
         outputs = json.load(f)["outputs"]
     assert "notes.txt" not in outputs and {"modeling_glm.py", "model.safetensors", "README.md"} <= set(outputs)
-    monkeypatch.setattr(finetuning, "train", train)
+    monkeypatch.setattr(finetuning, "train_and_save", train)
     finetuning.main(_finetune_flags(tmp_path, tiny_tokenizer_dir, train_file, "--max_steps", "1",
                                     "--overwrite_output_dir", "--learning_rate", "1e-3"))
     assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
@@ -974,7 +974,7 @@ def test_a_run_that_cannot_remove_its_new_folder_keeps_its_error(tmp_path, tiny_
     def out_of_memory(*args, **kwargs):
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(finetuning, "train", out_of_memory)
+    monkeypatch.setattr(finetuning, "train_and_save", out_of_memory)
     train_file = _write_csv(tmp_path / "train.csv", REVIEWS)
     # Another run creates its lock file the moment this one removed its own: the folder stays, the error is kept.
     rmdir = os.rmdir
