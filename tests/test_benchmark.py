@@ -167,3 +167,16 @@ def test_quick_run_writes_the_table_and_json(tiny_tokenizer_dir, tmp_path):
     assert result["pretraining_speed_ratio"] == rows[("pretraining", "fp32")]["speed_ratio"]
     assert all(delta < 1e-4 for delta in result["same_function_check"].values())
     assert result["matmul_peak_flops"]["fp32"]["median"] > 0
+
+
+@pytest.mark.slow
+def test_large_vocabulary_bench_runs_both_variants_and_prints_the_ratio():
+    script = os.path.join(REPO, "benchmarks", "bench_large_vocab.py")
+    out = subprocess.run([sys.executable, script, "--quick"], capture_output=True, text=True, check=True).stdout
+    lines = out.splitlines()
+    trained = next(line for line in lines if line.startswith("trained "))
+    frozen = next(line for line in lines if line.startswith("frozen "))
+    # 20,000 x 64 embedding rows are not trained when frozen
+    trained_params, frozen_params = (int(line.split()[1].replace(",", "")) for line in (trained, frozen))
+    assert trained_params - frozen_params == 20_000 * 64
+    assert "frozen / trained: time" in lines[-1]
