@@ -246,7 +246,7 @@ def multitask_run_identity(model_args, data_args, training_args) -> dict:
 def prepare_tasks(model_args, data_args: MultiTaskDataArguments, training_args, tokenizer) -> dict:
     """Per task: raw and tokenized splits, the single-task model its recipe builds, its collator and scorer."""
     classification_args, ner_args = data_args.task_arguments()
-    raw, task, _, _ = prepare_splits(classification_args, model_args, training_args)
+    raw, task, description, _ = prepare_splits(classification_args, model_args, training_args)
     if task.problem_type != "single_label_classification":
         raise ValueError(f"--classification_dataset {data_args.classification_dataset} is {task.problem_type}; the "
                          "multi-task recipe takes a single-label classification task")
@@ -258,14 +258,15 @@ def prepare_tasks(model_args, data_args: MultiTaskDataArguments, training_args, 
         "raw": raw, "tokenized": tokenize_splits(raw, task, tokenizer, encoder, classification_args, training_args),
         "model": model, "collator": DataCollatorWithPadding(tokenizer),
         "compute_metrics": build_compute_metrics(task.problem_type, task.label_names),
+        "description": description, "label_names": task.label_names,
     }
-    ner_raw, label_names, _ = prepare_ner_splits(ner_args, model_args, training_args)
+    ner_raw, label_names, ner_description = prepare_ner_splits(ner_args, model_args, training_args)
     ner_config, ner_model = build_ner_config_and_model(model_args, label_names, tokenizer, data_args.max_seq_length)
     ner = {
         "raw": ner_raw, "tokenized": tokenize_ner_splits(ner_raw, tokenizer, ner_config.label2id, ner_args,
                                                          training_args),
         "model": ner_model, "collator": DataCollatorForTokenClassification(tokenizer), "data_args": ner_args,
-        "compute_metrics": build_ner_compute_metrics(ner_config.id2label, True),
+        "compute_metrics": build_ner_compute_metrics(ner_config.id2label, True), "description": ner_description,
     }
     return {"sentiment": sentiment, "ner": ner}
 
@@ -290,6 +291,39 @@ def score_export(name: str, model, prepared: dict, tokenizer, training_args, fol
             metrics.update(output.metrics)
             trainer.save_metrics(prefix, output.metrics)
     return metrics
+
+
+def write_task_card(name: str, folder: str, prepared: dict, metrics: dict, model_args, data_args, training_args,
+                    sampler: "TaskBatchSampler") -> str:
+    """The exported folder's model card, as its single-task recipe writes it, with how it was trained jointly."""
+    from .cards import write_finetuned_card, write_ner_card
+    from .finetuning_ner import entity_types_of
+
+    share = dict(zip(TASKS, sampler.probabilities.tolist()))[name]
+    others = " and ".join(task for task in TASKS if task != name)
+    notes = [f"Trained jointly with {others} on one shared encoder (glm-hf finetune-multitask): "
+             f"{training_args.max_steps} steps in all, each batch from one task, this task's batches drawn with "
+             f"probability {share:.2f} (task sampling temperature {data_args.task_sampling_temperature:g})."]
+    hyperparameters = {**training_args.to_dict(), "max_seq_length": data_args.max_seq_length,
+                       "task_sampling_temperature": data_args.task_sampling_temperature}
+    split = "test" if any(key.startswith("test_") for key in metrics) else "validation"
+    prefix = "test" if split == "test" else "eval"
+    raw = prepared["raw"]
+    scores = {key.removeprefix(f"{prefix}_"): value for key, value in metrics.items() if key.startswith(prefix)}
+    if name == "ner":
+        names = raw["train"].features["ner_tags"].feature.names
+        return write_ner_card(folder, base_model=model_args.model_name_or_path, dataset_name=data_args.ner_dataset,
+                              dataset_description=prepared["description"], entity_types=entity_types_of(names),
+                              metrics=scores, training_args=hyperparameters, eval_split=split,
+                              eval_size=len(raw[split]), notes=notes, max_length=data_args.max_seq_length)
+    return write_finetuned_card(
+        folder, base_model=model_args.model_name_or_path, dataset_name=data_args.classification_dataset,
+        dataset_description=prepared["description"], data_stats={split: len(rows) for split, rows in raw.items()},
+        problem_type="single_label_classification", label_names=prepared["label_names"],
+        training_args=hyperparameters,
+        results=[{"name": "this model", "description": "the sentiment head of the joint model", "metrics": scores}],
+        eval_split=split, eval_size=len(raw[split]), notes=notes, max_length=data_args.max_seq_length,
+    )
 
 
 def plot_task_losses(log_history: list[dict], task_names: list[str], path: str) -> str:
@@ -348,8 +382,9 @@ def finetune_multitask(model_args: ModelArguments, data_args: MultiTaskDataArgum
                 exported = model.export(name)
                 exported.save_pretrained(folder)
                 tokenizer.save_pretrained(folder)
-                results["tasks"][name] = {"folder": folder, **score_export(name, exported, prepared[name], tokenizer,
-                                                                            training_args, folder)}
+                scores = score_export(name, exported, prepared[name], tokenizer, training_args, folder)
+                results["tasks"][name] = {"folder": folder, **scores}
+                write_task_card(name, folder, prepared[name], scores, model_args, data_args, training_args, sampler)
             plot_task_losses(trainer.state.log_history, list(TASKS),
                              os.path.join(training_args.output_dir, LOSS_FIGURE))
             write_json(results, os.path.join(training_args.output_dir, RESULTS_FILE))

@@ -111,6 +111,9 @@ def test_joint_training_logs_each_task_and_exports_folders_pipelines_load(pretra
     assert json.loads((output_dir / "multitask_results.json").read_text())["tasks"]["ner"]["test_f1"] >= 0
 
     sentiment_dir, ner_dir = str(output_dir / "sentiment_model"), str(output_dir / "ner_model")
+    for folder, pipeline_tag in ((sentiment_dir, "text-classification"), (ner_dir, "token-classification")):
+        card = open(os.path.join(folder, "README.md"), encoding="utf-8").read()
+        assert f"pipeline_tag: {pipeline_tag}" in card and "Trained jointly with" in card
     classifier = AutoModelForSequenceClassification.from_pretrained(sentiment_dir, trust_remote_code=True)
     tagger = AutoModelForTokenClassification.from_pretrained(ner_dir, trust_remote_code=True)
     assert classifier.config.num_labels == 2 and set(tagger.config.label2id) >= {"O", "B-PER", "I-LOC"}
