@@ -414,32 +414,23 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
 
 
 # -------------------------------------------------------------------------------------------------------- stages
-def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") -> list[Stage]:
-    """The job's stages, each a typed call of the library's functions (no command lines in between)."""
+def pretraining_arguments(job_dir: str, s: JobSettings) -> tuple:
+    """The pretraining stage's (model, data, training) arguments; with --init_from, continued pretraining of the
+    checkpoint (its architecture, positions and vocabulary; only the new heads' settings may be set)."""
     from transformers import TrainingArguments
 
-    from .pretraining import DataTrainingArguments, ModelArguments, pretrain
-    from .study import sentiment_tfidf_baseline
-    from .tokenization import TokenizerTrainingArguments, train_tokenizer
+    from .pretraining import DataTrainingArguments, ModelArguments
 
     path = lambda name: os.path.join(job_dir, name)  # noqa: E731
-    s = settings
-    tokenizer_args = TokenizerTrainingArguments(
-        output_dir=path("tokenizer"), dataset_name="embedded", vocab_size=s.vocab_size,
-        max_train_documents=s.tokenizer_max_documents, seed=s.seed, overwrite_output_dir=True,
-    )
     overrides = f"hidden_dropout_prob={s.pretrain_dropout},attention_probs_dropout_prob={s.pretrain_dropout}"
     if not s.init_from:  # the twin is built from the pretrained config, so it starts from the same position table
         overrides += (f",position_embedding_type={s.position_embedding_type}"
                       f",position_embedding_init={s.position_embedding_init}")
     if s.objective == "rtd":
         overrides += f",generator_num_hidden_layers={s.generator_num_hidden_layers}"
-    # With --init_from: continued pretraining of the checkpoint, with its architecture, positions and vocabulary.
-    model_args = ModelArguments(model_name_or_path=s.init_from, tokenizer_name=path("tokenizer"),
-                                config_overrides=overrides) if s.init_from else ModelArguments(
-        model_size=s.model_size, tokenizer_name=path("tokenizer"), config_overrides=overrides)
-    pretrain_args = (
-        model_args,
+    start = {"model_name_or_path": s.init_from} if s.init_from else {"model_size": s.model_size}
+    return (
+        ModelArguments(**start, tokenizer_name=path("tokenizer"), config_overrides=overrides),
         DataTrainingArguments(
             dataset_name="embedded", objective=s.objective, corpus_weights=s.corpus_weights,
             mlm_probability=s.mlm_probability, mlm_probability_end=s.mlm_probability_end,
@@ -455,6 +446,33 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
             dataloader_num_workers=0, dataloader_pin_memory=False,  # CPU: nothing to pin to
         ),
     )
+
+
+def tokenizer_stage(job_dir: str, s: JobSettings) -> Stage:
+    """Train the job's WordPiece tokenizer, or (--init_from) take the checkpoint's."""
+    from .tokenization import TokenizerTrainingArguments, train_tokenizer
+
+    output_dir = os.path.join(job_dir, "tokenizer")
+    if s.init_from:
+        return Stage("tokenizer", f"the tokenizer of {s.init_from} (no tokenizer training)",
+                     {"init_from": s.init_from, "start": starting_point_fingerprint(s.init_from, s.init_from)},
+                     lambda: copy_tokenizer(s.init_from, output_dir))
+    tokenizer_args = TokenizerTrainingArguments(
+        output_dir=output_dir, dataset_name="embedded", vocab_size=s.vocab_size,
+        max_train_documents=s.tokenizer_max_documents, seed=s.seed, overwrite_output_dir=True,
+    )
+    return Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", asdict(tokenizer_args),
+                 lambda: train_tokenizer(tokenizer_args)[1])
+
+
+def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") -> list[Stage]:
+    """The job's stages, each a typed call of the library's functions (no command lines in between)."""
+    from .pretraining import pretrain
+    from .study import sentiment_tfidf_baseline
+
+    path = lambda name: os.path.join(job_dir, name)  # noqa: E731
+    s = settings
+    pretrain_args = pretraining_arguments(job_dir, s)
     protocol = s.finetune_protocol()
     continued = not s.init_from or s.pretrain_steps > 0
     pretrained_dir = path("pretrain") if continued else s.init_from  # each holds its tokenizer
@@ -475,18 +493,9 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         write_json(baseline, path(f"baseline/{BASELINE_FILE}"))
         return {key: value for key, value in baseline.items() if key.startswith("test_")}
 
-    if s.init_from:
-        tokenizer_stage = Stage(
-            "tokenizer", f"the tokenizer of {s.init_from} (no tokenizer training)",
-            {"init_from": s.init_from, "start": starting_point_fingerprint(s.init_from, s.init_from)},
-            lambda: copy_tokenizer(s.init_from, path("tokenizer")),
-        )
-    else:
-        tokenizer_stage = Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus",
-                                asdict(tokenizer_args), lambda: train_tokenizer(tokenizer_args)[1])
     pretrained_stage = "pretrain" if continued else "tokenizer"
     stages = [
-        tokenizer_stage,
+        tokenizer_stage(job_dir, s),
         Stage("pretrain", (f"continue pretraining {s.init_from}" if s.init_from else f"pretrain a {s.model_size} GLM")
               + f" with {s.objective} ({s.pretrain_steps} steps)",
               {name: _public_settings(args) for name, args in zip(("model", "data", "training"), pretrain_args)},
