@@ -68,7 +68,11 @@ def run_crf_baseline(raw, config: CRFBaselineConfig | None = None, entity_level:
     ``eval_*`` and ``test_*`` metrics (overall, and per entity type with ``entity_level``), the chosen pair, the
     validation F1 of every pair, and the wall-clock seconds of training and prediction.
     """
-    import sklearn_crfsuite
+    try:
+        import sklearn_crfsuite
+    except ImportError as error:
+        raise ImportError("the character CRF baseline needs sklearn-crfsuite: pip install 'glm_hf[ner]' (or "
+                          "pip install sklearn-crfsuite)") from error
 
     from .finetuning_ner import seqeval_scores
 

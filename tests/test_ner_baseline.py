@@ -6,8 +6,6 @@ from datasets import DatasetDict
 from glm_hf.ner_baseline import CRFBaselineConfig, character_kind, run_crf_baseline, sentence_features
 from glm_hf.ner_data import _dataset_dict, bio_label_names
 
-pytest.importorskip("sklearn_crfsuite")
-
 
 def test_sentence_features_cover_the_window_and_the_edges():
     features = sentence_features(list("北京大学"), window=2)

@@ -8,8 +8,6 @@ import pytest
 from glm_hf import ner_comparison
 from glm_hf.ner_comparison import NerComparisonSettings, comparison_table
 
-pytest.importorskip("sklearn_crfsuite")
-
 
 def _argv(pretrained_dir, output_dir):
     return ["--model_name_or_path", pretrained_dir, "--output_dir", str(output_dir), "--dataset_name", "msra",
