@@ -236,11 +236,16 @@ def prepare_ner_splits(data_args, model_args, training_args) -> tuple[DatasetDic
                                 ("test", training_args.do_predict, "--do_predict")):
         if needed and split not in raw:
             raise ValueError(f"{flag} needs a {split} split: give --{split}_file or a dataset with one")
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
-                         ("test", data_args.max_predict_samples)):
+    return limit_splits(raw, data_args.max_train_samples, data_args.max_eval_samples,
+                        data_args.max_predict_samples), label_names, description
+
+
+def limit_splits(raw: DatasetDict, train: int | None, validation: int | None, test: int | None) -> DatasetDict:
+    """The first ``train`` / ``validation`` / ``test`` sentences of each split (``None``: all)."""
+    for split, limit in (("train", train), ("validation", validation), ("test", test)):
         if split in raw and limit is not None:
             raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
-    return raw, label_names, description
+    return raw
 
 
 # ------------------------------------------------------------------------------------------------ tokenization

@@ -128,11 +128,11 @@ def _crf_row(settings: NerComparisonSettings, report=print) -> dict:
     if record is not None:
         report("crf: finished before, read back")
         return record
-    raw = load_embedded_ner_dataset(settings.dataset_name)
-    for split, limit in (("train", settings.max_train_samples), ("validation", settings.max_eval_samples),
-                         ("test", settings.max_predict_samples)):
-        if limit is not None:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    from .finetuning_ner import limit_splits
+
+    # The same sentences as the GLM rows (finetune_ner selects them the same way).
+    raw = limit_splits(load_embedded_ner_dataset(settings.dataset_name), settings.max_train_samples,
+                       settings.max_eval_samples, settings.max_predict_samples)
     report(f"crf: training on {len(raw['train'])} sentences")
     result = run_crf_baseline(raw, CRFBaselineConfig(max_iterations=settings.crf_max_iterations))
     metrics = {key: value for key, value in result.items() if key.startswith(("eval_", "test_"))}
