@@ -12,7 +12,10 @@ each on the validation and test splits. The TF-IDF baseline is scored on the sam
   the random-init and TF-IDF levels.
 
 Rerunning skips finished cells and resumes an interrupted pretraining run, so a study can span several sittings;
-``--quick`` is a tiny grid for smoke tests. The folder is the study's own: a non-empty folder that holds no study is
+``--quick`` is a tiny grid for smoke tests. A fine-tuning variant (``--finetune_pooling mean``, other
+``--finetune_steps``) keeps its cells and ``study-<variant>.json`` / ``.png`` beside the default's, and a grid of
+fewer budgets ending at the same last budget reuses the finished pretraining runs.
+The folder is the study's own: a non-empty folder that holds no study is
 refused, and nothing outside the cells it records is ever removed.
 
 The fine-tuning of one cell (:func:`finetune_cell`) and the learning-rate choice on validation
@@ -311,14 +314,27 @@ def finished_pretraining_run(run_dir: str, run_settings: dict) -> dict[int, dict
     if os.path.isfile(settings_path):
         with open(settings_path, encoding="utf-8") as f:
             previous = json.load(f)
-    if previous != run_settings or (previous is not None and not os.path.isfile(done_path)
+    finished = None
+    if os.path.isfile(done_path):
+        with open(done_path, encoding="utf-8") as f:
+            finished = {int(step): info for step, info in json.load(f).items()}
+    if finished is not None and _same_run_fewer_budgets(previous, run_settings, finished):
+        return {step: finished[step] for step in run_settings["budgets"]}
+    if previous != run_settings or (previous is not None and finished is None
                                     and not os.path.isfile(os.path.join(run_dir, RUN_RECORD))):
         shutil.rmtree(run_dir)
         return None
-    if os.path.isfile(done_path):
-        with open(done_path, encoding="utf-8") as f:
-            return {int(step): info for step, info in json.load(f).items()}
-    return None
+    return finished
+
+
+def _same_run_fewer_budgets(previous: dict | None, wanted: dict, finished: dict[int, dict]) -> bool:
+    """A finished run also answers a grid of fewer budgets with the same last one (its learning rate decays over the
+    last budget, so that one must match): ``--budgets 900`` reuses the run of ``300,600,900``."""
+    if previous is None:
+        return False
+    same_settings = {**previous, "budgets": None} == {**wanted, "budgets": None}
+    return (same_settings and set(wanted["budgets"]) <= set(finished)
+            and max(wanted["budgets"]) == max(previous["budgets"]))
 
 
 def pretraining_run(run_dir: str, objective: str, settings: StudySettings, tokenizer_dir: str) -> dict[int, dict]:
@@ -424,6 +440,24 @@ def claim_folder(folder: str, marker: str, owner: str) -> None:
         write_json({"owner": owner, "created": time.strftime("%Y-%m-%d %H:%M:%S")}, marker_path)
 
 
+def protocol_variant(settings: StudySettings) -> str:
+    """Empty for the default fine-tuning protocol, else a suffix naming what differs ("-mean", "-steps880"): a variant's
+    cells and results sit beside the default's instead of replacing them (a cell of other settings is redone)."""
+    parts = []
+    if settings.finetune_pooling != StudySettings.finetune_pooling:
+        parts.append(settings.finetune_pooling)
+    if settings.finetune_steps != StudySettings.finetune_steps:
+        parts.append(f"steps{settings.finetune_steps}")
+    return "".join(f"-{part}" for part in parts)
+
+
+def results_paths(settings: StudySettings) -> tuple[str, str]:
+    """Where the study's JSON and figure go: ``study.json`` / ``study.png``, or ``study-mean.json``, ... (a variant)."""
+    variant = protocol_variant(settings)
+    return tuple(os.path.join(settings.output_dir, name.replace("study", "study" + variant, 1))
+                 for name in (RESULTS_FILE, FIGURE_FILE))
+
+
 def study_protocol(settings: StudySettings) -> FinetuneProtocol:
     protocol = FinetuneProtocol(
         steps=settings.finetune_steps,
@@ -450,7 +484,7 @@ def run_study(settings: StudySettings, report=print) -> dict:
             output_dir=tokenizer_dir, dataset_name="embedded", vocab_size=settings.vocab_size,
             max_train_documents=3000 if settings.quick else None, overwrite_output_dir=True,
         ))
-    protocol = study_protocol(settings)
+    protocol, variant = study_protocol(settings), protocol_variant(settings)
     rows = []
     config_dir = None
     for objective in settings.objective_list:
@@ -459,13 +493,14 @@ def run_study(settings: StudySettings, report=print) -> dict:
         for step, info in budgets.items():
             config_dir = config_dir or info["checkpoint"]
             report(f"  {objective} at {step} steps: fine-tuning")
-            result = tune_and_repeat(os.path.join(study_dir, "finetune", f"{objective}-{step}"), protocol, report,
+            cells_dir = os.path.join(study_dir, "finetune", f"{objective}-{step}{variant}")
+            result = tune_and_repeat(cells_dir, protocol, report,
                                      init_dir=info["checkpoint"], config_dir=info["checkpoint"],
                                      tokenizer_dir=tokenizer_dir)
             rows.append({"objective": objective, "steps": step, "flos": info["flos"], "minutes": info["minutes"],
                          "pretraining": info["eval"], **result})
     report("random initialisation: fine-tuning")
-    random_init = tune_and_repeat(os.path.join(study_dir, "finetune", "random-init"), protocol, report,
+    random_init = tune_and_repeat(os.path.join(study_dir, "finetune", f"random-init{variant}"), protocol, report,
                                   init_dir=None, config_dir=config_dir, tokenizer_dir=tokenizer_dir)
     results = {
         "settings": asdict(settings),
@@ -474,8 +509,9 @@ def run_study(settings: StudySettings, report=print) -> dict:
         "tfidf": {key: value for key, value in sentiment_tfidf_baseline().items() if key != "config"},
         "rows": rows,
     }
-    write_json(results, os.path.join(study_dir, RESULTS_FILE))
-    plot_study(results, os.path.join(study_dir, FIGURE_FILE))
+    results_path, figure_path = results_paths(settings)
+    write_json(results, results_path)
+    plot_study(results, figure_path)
     return results
 
 
@@ -563,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.WARNING)
     results = run_study(settings)
     print(study_table(results))
-    print(f"\nResults: {os.path.join(settings.output_dir, RESULTS_FILE)}")
-    print(f"Figure:  {os.path.join(settings.output_dir, FIGURE_FILE)}")
+    results_path, figure_path = results_paths(settings)
+    print(f"\nResults: {results_path}")
+    print(f"Figure:  {figure_path}")
     return 0

@@ -195,3 +195,29 @@ def test_a_cell_writes_no_model_card(tmp_path, pretrained_dir):
     written = os.listdir(cell_dir)
     assert study.CELL_FILE in written and "config.json" in written and "model.safetensors" in written
     assert "README.md" not in written
+
+
+def test_a_fine_tuning_variant_keeps_its_cells_and_results_beside_the_defaults(tmp_path):
+    assert study.protocol_variant(StudySettings()) == ""
+    assert study.results_paths(StudySettings(output_dir="s")) == (os.path.join("s", "study.json"),
+                                                                  os.path.join("s", "study.png"))
+    variant = StudySettings(output_dir="s", finetune_pooling="mean", finetune_steps=880)
+    assert study.protocol_variant(variant) == "-mean-steps880"
+    assert study.results_paths(variant) == (os.path.join("s", "study-mean-steps880.json"),
+                                            os.path.join("s", "study-mean-steps880.png"))
+
+
+def test_a_grid_of_fewer_budgets_with_the_same_last_one_reuses_the_finished_run(tmp_path):
+    run_dir = tmp_path / "pretrain" / "mlm"
+    run_dir.mkdir(parents=True)
+    settings = {"objective": "mlm", "budgets": [300, 600, 900], "mlm_probability": 0.3}
+    (run_dir / "run_settings.json").write_text(json.dumps(settings))
+    (run_dir / "budgets.json").write_text(json.dumps({str(step): {"flos": step} for step in (300, 600, 900)}))
+
+    assert study.finished_pretraining_run(str(run_dir), {**settings, "budgets": [900]}) == {900: {"flos": 900}}
+    assert study.finished_pretraining_run(str(run_dir), {**settings, "budgets": [300, 900]}) == {
+        300: {"flos": 300}, 900: {"flos": 900}}
+    assert run_dir.is_dir()
+    # The learning rate decays over the last budget: a run ending at 600 steps is another run.
+    assert study.finished_pretraining_run(str(run_dir), {**settings, "budgets": [300, 600]}) is None
+    assert not run_dir.exists()
