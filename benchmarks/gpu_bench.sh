@@ -14,7 +14,9 @@
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), GPU_BENCH_BATCH (default 64), GPU_BENCH_STEPS
 # (timed steps per row, default 20), GPU_BENCH_TIMEOUT (seconds, default 540), GPU_BENCH_JSON (write results there;
-# default $OUT/gpu_bench.json when $OUT is set). Installs nothing but, when glm_hf is missing, `pip install -e .[data]`.
+# default $OUT/gpu_bench.json when $OUT is set), GPU_BENCH_FSDP=1 (first, on 2+ GPUs: 30 steps of base-size pretraining
+# through recipes/accelerate/fsdp.yaml on 2 GPUs, its losses and speed in the log; a few minutes more, off by default).
+# Installs nothing but, when glm_hf is missing, `pip install -e .[data]`.
 # Exit codes: 2 = no usable GPU / environment (message says which), 124 = timed out, else the benchmark's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,24 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader \
 if ! "$PYTHON" -c "import glm_hf, snownlp" 2>/dev/null; then
     echo "gpu_bench: glm_hf or snownlp not importable: pip install -e '.[data]'" >&2
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[data]" || fail "pip install -e '.[data]' failed"
+fi
+
+# The FSDP recipe on 2 GPUs, as a user runs it (bf16, each GLMLayer a shard unit); its failure does not stop the table.
+if [ "${GPU_BENCH_FSDP:-0}" = 1 ]; then
+    if [ "$(nvidia-smi --list-gpus | wc -l)" -ge 2 ]; then
+        fsdp_dir="$(mktemp -d -t gpu-bench-fsdp-XXXXXX)"
+        echo "gpu_bench: FSDP run (recipes/accelerate/fsdp.yaml, 2 GPUs) in $fsdp_dir" >&2
+        { "$PYTHON" -m glm_hf.tokenization --dataset_name embedded --vocab_size 8000 --max_train_documents 3000 \
+              --output_dir "$fsdp_dir/tok" \
+          && timeout --signal=TERM --kill-after=20 300 "$PYTHON" -m accelerate.commands.launch \
+              --config_file recipes/accelerate/fsdp.yaml --num_processes 2 recipes/pretrain.py \
+              --tokenizer_name "$fsdp_dir/tok" --dataset_name embedded --model_size base --max_seq_length 128 \
+              --per_device_train_batch_size 32 --max_steps 30 --logging_steps 5 --save_strategy no --do_train \
+              --report_to none --disable_tqdm true --output_dir "$fsdp_dir/out"; } \
+            || echo "gpu_bench: FSDP run failed (exit $?); the table follows" >&2
+    else
+        echo "gpu_bench: GPU_BENCH_FSDP=1 needs 2 GPUs; FSDP run skipped" >&2
+    fi
 fi
 
 export GPU_BENCH_JSON="${GPU_BENCH_JSON:-${OUT:+$OUT/gpu_bench.json}}"

@@ -64,6 +64,7 @@ from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, ru
 from .training_setup import (
     BaseModelArguments,
     apply_config_overrides,
+    check_distributed_settings,
     check_max_steps,
     checkpoint_to_resume,
     freeze_word_embeddings,
@@ -694,6 +695,7 @@ def finetune(
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
     check_max_steps(training_args)
+    check_distributed_settings(training_args, logger)
     set_seed(training_args.seed)
 
     # Data, tokenizer and model are read and checked before the output folder is touched: bad input leaves nothing.

@@ -65,7 +65,14 @@ from .ner_data import (
     repair_bio,
 )
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
-from .training_setup import check_max_steps, checkpoint_to_resume, parse_args, setup_logging, train_and_save
+from .training_setup import (
+    check_distributed_settings,
+    check_max_steps,
+    checkpoint_to_resume,
+    parse_args,
+    setup_logging,
+    train_and_save,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -526,6 +533,7 @@ def finetune_ner(model_args: ModelArguments, data_args: NerDataArguments, traini
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError("nothing to do: give at least one of --do_train, --do_eval, --do_predict")
     check_max_steps(training_args)
+    check_distributed_settings(training_args, logger)
     set_seed(training_args.seed)
     # Data, tokenizer and model are read and checked before the output folder is touched: bad input leaves nothing.
     raw, label_names, description = prepare_ner_splits(data_args, model_args, training_args)

@@ -641,7 +641,17 @@ class GLMPreTrainedModel(PreTrainedModel):
         # Trainer checkpoint -- loadable by every AutoModelFor* with trust_remote_code=True; the code files are
         # copied by transformers because the classes are registered for auto classes at the end of this module.
         self.config.auto_map = dict(AUTO_MAP)
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        sharded_class = type(self)
+        if sharded_class.__module__ == __name__:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        # FSDP2's fully_shard swaps the instance's class for a subclass defined in torch (FSDPGLMForPreTraining):
+        # transformers would copy that torch file as the remote code and name it in auto_map. Saved as the GLM
+        # class it is; the state dict (gathered or not) is the same either way.
+        self.__class__ = next(cls for cls in sharded_class.__mro__ if cls.__module__ == __name__)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.__class__ = sharded_class
 
     def _encode_for_masked_lm(self, input_ids, labels, **encoder_inputs):
         """Run ``self.glm`` for an MLM head: with ``labels`` and ``config.sparse_prediction`` only the labelled tokens

@@ -45,7 +45,7 @@ from .finetuning_ner import (
     tokenize_ner_splits,
 )
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
-from .training_setup import check_max_steps, checkpoint_to_resume, parse_args, setup_logging
+from .training_setup import check_distributed_settings, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
 
@@ -352,6 +352,7 @@ def finetune_multitask(model_args: ModelArguments, data_args: MultiTaskDataArgum
     if not training_args.do_train:
         raise ValueError("the multi-task recipe trains: give --do_train (score an exported folder with its own recipe)")
     check_max_steps(training_args)
+    check_distributed_settings(training_args, logger)
     if training_args.max_steps <= 0:
         raise ValueError("--max_steps is required: task-sampled batches have no epochs")
     set_seed(training_args.seed)

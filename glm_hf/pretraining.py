@@ -62,6 +62,7 @@ from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, ru
 from .training_setup import (
     BaseModelArguments,
     apply_config_overrides,
+    check_distributed_settings,
     check_max_steps,
     checkpoint_to_resume,
     freeze_word_embeddings,
@@ -762,6 +763,7 @@ def configure_run(data_args: DataTrainingArguments, training_args: TrainingArgum
     """Logging, the flag checks, and the ``TrainingArguments`` the pretraining datasets and metrics need."""
     setup_logging(training_args, logger)
     check_max_steps(training_args)
+    check_distributed_settings(training_args, logger)
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
     logger.warning(

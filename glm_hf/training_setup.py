@@ -232,6 +232,63 @@ def check_max_steps(training_args) -> None:
         )
 
 
+def glm_module_classes() -> list[str]:
+    """The names of the ``nn.Module`` classes of ``modeling_glm`` (what an FSDP wrap policy can name)."""
+    import torch
+
+    from . import modeling_glm
+
+    return sorted(
+        name for name, obj in vars(modeling_glm).items()
+        if isinstance(obj, type) and issubclass(obj, torch.nn.Module) and obj.__module__ == modeling_glm.__name__
+    )
+
+
+def _fsdp_classes_to_wrap(training_args) -> list[tuple[str, str]]:
+    """(where it was set, class name) of each class an FSDP transformer wrap policy is given: by an ``accelerate
+    launch`` config (passed to the processes as FSDP_* variables) or by Trainer's ``--fsdp_config``."""
+    named = []
+    if (
+        os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+        and os.environ.get("FSDP_AUTO_WRAP_POLICY", "").upper() == "TRANSFORMER_BASED_WRAP"
+    ):
+        named += [("fsdp_transformer_layer_cls_to_wrap (accelerate config)", name.strip())
+                  for name in os.environ.get("FSDP_TRANSFORMER_CLS_TO_WRAP", "").split(",") if name.strip()]
+    if getattr(training_args, "fsdp", None) and isinstance(getattr(training_args, "fsdp_config", None), dict):
+        names = training_args.fsdp_config.get("transformer_layer_cls_to_wrap") or []
+        named += [("--fsdp_config transformer_layer_cls_to_wrap", name) for name in names]
+    return named
+
+
+def check_distributed_settings(training_args, logger: logging.Logger) -> None:
+    """An FSDP wrap class GLM does not have stops the run at start-up, naming the setting and the classes GLM has
+    (accelerate would stop only once training starts, with neither); an FSDP or DeepSpeed config on CPU processes,
+    which accelerate silently runs as plain DDP, is said so."""
+    import torch
+
+    classes = glm_module_classes()
+    for where, name in _fsdp_classes_to_wrap(training_args):
+        # torch.nn classes (Embedding, Linear, ...) are found in the model as well; anything else is not
+        if name not in classes and not (isinstance(getattr(torch.nn, name, None), type)
+                                        and issubclass(getattr(torch.nn, name), torch.nn.Module)):
+            close = difflib.get_close_matches(name, classes, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(
+                f"{where}: {name!r} is not a module class of the GLM model{hint}; name GLMLayer (one Transformer "
+                f"layer per FSDP unit), or another of its classes: {', '.join(classes)}"
+            )
+    from accelerate.utils import DistributedType
+
+    state = getattr(training_args, "distributed_state", None)
+    if state is not None and state.distributed_type == DistributedType.MULTI_CPU:
+        for variable, kind in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DeepSpeed")):
+            if os.environ.get(variable, "false").lower() == "true":
+                logger.warning(
+                    "%s config on CPU processes: accelerate runs %s on GPUs (or other accelerators) only, so this run "
+                    "is plain DDP over gloo (the same training, no sharding)", kind, kind,
+                )
+
+
 def checkpoint_to_resume(training_args, logger: logging.Logger):
     """``--resume_from_checkpoint`` as given (``last``/``latest``/``true``: the newest in output_dir); without it, the
     newest checkpoint in output_dir when training (none with ``--overwrite_output_dir``), so that running the same
