@@ -589,7 +589,11 @@ def build_streaming_datasets(data_args: DataTrainingArguments, training_args, to
     )
     stats = {"train_documents": {"streamed": origin, "sources": _streamed_sources(data_args)},
              "train_examples": stream_sample_stats(stream)}
-    refuse_no_rows(stats["train_examples"]["examples"], origin, "training examples", _no_examples_reason(data_args, 1))
+    reason = _no_examples_reason(data_args, 1)
+    if data_args.validation_file is None and data_args.streaming_eval_documents:
+        reason = (f"the first {data_args.streaming_eval_documents} documents are held out for evaluation "
+                  "(--streaming_eval_documents) and this process has none left, or " + reason)
+    refuse_no_rows(stats["train_examples"]["examples"], origin, "training examples", reason)
     eval_dataset = None
     if eval_documents is not None:
         eval_examples = split_examples("validation", eval_documents, data_args, tokenizer, training_args.seed)

@@ -51,23 +51,8 @@ def text_shards(texts, tmp_path_factory):
 
 def stream_args(train_file, tokenizer_dir, output_dir, *extra):
     return [
-        "--tokenizer_name",
-        tokenizer_dir,
-        "--train_file",
-        train_file,
-        "--max_seq_length",
-        "64",
-        "--model_size",
-        "tiny",
-        "--output_dir",
-        str(output_dir),
-        "--use_cpu",
-        "--report_to",
-        "none",
-        "--disable_tqdm",
-        "true",
-        "--seed",
-        "7",
+        *("--tokenizer_name", tokenizer_dir, "--train_file", train_file, "--output_dir", str(output_dir)),
+        *"--max_seq_length 64 --model_size tiny --use_cpu --report_to none --disable_tqdm true --seed 7".split(),
         *extra,
     ]
 
@@ -148,24 +133,9 @@ def test_json_lines_and_parquet_shards_stream(kind, texts, tmp_path):
 
 def test_streaming_pretraining_of_jsonl_shards_trains_and_evaluates(texts, tiny_tokenizer_dir, tmp_path):
     folder = write_shards(tmp_path / "jsonl", texts, "jsonl", 2)
-    metrics = main(
-        stream_args(
-            folder,
-            tiny_tokenizer_dir,
-            tmp_path / "out",
-            "--streaming",
-            "--max_steps",
-            "3",
-            "--per_device_train_batch_size",
-            "8",
-            "--streaming_eval_documents",
-            "30",
-            "--logging_steps",
-            "1",
-            "--save_strategy",
-            "no",
-        )
-    )
+    flags = "--streaming --max_steps 3 --per_device_train_batch_size 8 --streaming_eval_documents 30"
+    flags += " --logging_steps 1 --save_strategy no"
+    metrics = main(stream_args(folder, tiny_tokenizer_dir, tmp_path / "out", *flags.split()))
     assert metrics["eval_samples"] > 0 and 0 <= metrics["eval_nsp_accuracy"] <= 1
     assert sorted(logged_losses(tmp_path / "out")) == [1, 2, 3]
 
@@ -200,65 +170,34 @@ def test_mixed_shard_formats_and_remote_names_are_refused(texts, tiny_tokenizer_
 @pytest.mark.slow
 def test_streaming_reaches_the_loss_of_the_in_memory_path(texts, tiny_tokenizer_dir, tmp_path):
     """Same model, steps and seed: the two paths see the documents in other orders, so the losses differ by noise,
-    but both fall far below the start and end within 10 % of each other (a broken stream -- wrong masks, labels or
-    windows -- does not)."""
-    folder = write_shards(tmp_path / "txt", texts, "txt", 2)
-    common = [
-        "--objective",
-        "mlm",
-        "--config_overrides",
-        NO_DROPOUT,
-        "--max_steps",
-        "40",
-        "--learning_rate",
-        "3e-3",
-        "--warmup_steps",
-        "4",
-        "--per_device_train_batch_size",
-        "16",
-        "--logging_steps",
-        "5",
-        "--save_strategy",
-        "no",
-        "--do_train",
-    ]
-    main(stream_args(folder, tiny_tokenizer_dir, tmp_path / "memory", *common, "--validation_split_percentage", "0"))
-    main(
-        stream_args(
-            folder, tiny_tokenizer_dir, tmp_path / "stream", *common, "--streaming", "--streaming_eval_documents", "0"
-        )
-    )
+    but both fall far below the start and end within 3 % of each other."""
+    corpus = os.path.join(write_shards(tmp_path / "txt", texts, "txt", 1), "part-00.txt")  # one file: both read it
+    common = ["--config_overrides", NO_DROPOUT, "--do_train", "--save_strategy", "no", "--objective", "mlm"]
+    common += "--max_steps 150 --learning_rate 3e-3 --warmup_steps 10 --per_device_train_batch_size 16".split()
+    common += ["--logging_steps", "5"]
+    main(stream_args(corpus, tiny_tokenizer_dir, tmp_path / "memory", *common, "--validation_split_percentage", "0"))
+    common += ["--streaming", "--streaming_eval_documents", "0"]
+    main(stream_args(corpus, tiny_tokenizer_dir, tmp_path / "stream", *common))
     memory, stream = logged_losses(tmp_path / "memory"), logged_losses(tmp_path / "stream")
-    end_memory, end_stream = (memory[35] + memory[40]) / 2, (stream[35] + stream[40]) / 2
+    last = range(125, 151, 5)  # the mean of the last 30 steps: a step's loss alone varies by +-0.1
+    end_memory, end_stream = (sum(losses[step] for step in last) / len(last) for losses in (memory, stream))
+    # Measured: both start at 6.40 (ln of the ~600-character vocabulary) and end at 5.47 / 5.52 (the unigram
+    # plateau of a tiny model on 300 reviews); a stream with wrong masks, labels or windows does not get there.
     for losses, end in ((memory, end_memory), (stream, end_stream)):
-        assert end < losses[5] - 1.0, losses
-    assert abs(end_stream - end_memory) < 0.1 * end_memory, (memory, stream)
+        assert end < losses[5] - 0.6, losses
+    assert abs(end_stream - end_memory) < 0.15, (memory, stream)
 
 
 @pytest.mark.slow
 def test_killed_streaming_run_resumes_to_the_same_state(text_shards, tiny_tokenizer_dir, tmp_path):
     """Killed at step 5 of 8 (checkpoint at 3), rerun: Trainer skips the stream's first 3 batches, and the stream and
-    its masks are the seed's, so the weights and steps 4-8 are those of the uninterrupted run."""
+    its masks are the seed's, so the weights and steps 4-8 are those of the uninterrupted run. 12 documents make
+    about 3 batches a pass: the run crosses passes (reshuffled, masked anew) before and after the resume."""
     from safetensors.torch import load_file
 
-    common = [
-        "--streaming",
-        "--objective",
-        "mlm_sop",
-        "--max_steps",
-        "8",
-        "--learning_rate",
-        "3e-3",
-        "--logging_steps",
-        "1",
-        "--save_steps",
-        "3",
-        "--per_device_train_batch_size",
-        "4",
-        "--do_train",
-        "--shuffle_buffer_size",
-        "20",
-    ]
+    common = "--streaming --objective mlm_sop --max_steps 8 --learning_rate 3e-3 --logging_steps 1 --save_steps 3"
+    common += " --per_device_train_batch_size 4 --do_train --shuffle_buffer_size 20 --streaming_eval_documents 20"
+    common = [*common.split(), "--max_train_documents", "12"]
     main(stream_args(text_shards, tiny_tokenizer_dir, tmp_path / "uninterrupted", *common))
     script = tmp_path / "kill_at_step.py"
     script.write_text(textwrap.dedent(KILL_AT_STEP), encoding="utf-8")
