@@ -76,10 +76,11 @@ def char_tokenizer(folder: str, sentences: list[str]) -> str:
 
 def run_pretraining(corpus: str, tokenizer: str, work_dir: str, streaming: bool, steps: int) -> dict:
     """One pretraining run in a child process: its peak RSS (MiB), wall time (s) and return code."""
-    name = f"{os.path.basename(corpus)}-{'stream' if streaming else 'memory'}"
+    name = f"{os.path.splitext(os.path.basename(corpus))[0]}-{'stream' if streaming else 'memory'}"
     output_dir, cache = os.path.join(work_dir, "runs", name), os.path.join(work_dir, "cache", name)
     shutil.rmtree(output_dir, ignore_errors=True)
     shutil.rmtree(cache, ignore_errors=True)
+    os.makedirs(os.path.dirname(output_dir), exist_ok=True)
     args = [
         *("--tokenizer_name", tokenizer, "--train_file", corpus, "--output_dir", output_dir),
         *"--model_size tiny --objective mlm --max_seq_length 128 --per_device_train_batch_size 8".split(),

@@ -167,6 +167,17 @@ def test_mixed_shard_formats_and_remote_names_are_refused(texts, tiny_tokenizer_
         stream_documents(DataTrainingArguments(train_file=str(tmp_path / "*.none"), streaming=True))
 
 
+def test_tokenizer_trains_on_a_stream(text_shards, texts, tmp_path):
+    from glm_hf.tokenization import main as train_tokenizer
+
+    output_dir = tmp_path / "tok"
+    flags = "--streaming --streaming_eval_documents 30 --vocab_size 300 --min_frequency 1"
+    assert train_tokenizer(["--train_file", text_shards, "--output_dir", str(output_dir), *flags.split()]) == 0
+    stats = json.loads((output_dir / "tokenizer_training.json").read_text(encoding="utf-8"))
+    assert stats["train_corpus"]["documents"] == len(texts) - 30 and stats["held_out"]["documents"] == 30
+    assert stats["vocab_size"] == 300 and 0 <= stats["held_out"]["unk_rate"] < 0.5
+
+
 @pytest.mark.slow
 def test_streaming_reaches_the_loss_of_the_in_memory_path(texts, tiny_tokenizer_dir, tmp_path):
     """Same model, steps and seed: the two paths see the documents in other orders, so the losses differ by noise,
