@@ -8,8 +8,10 @@ embedded corpora (People's Daily 1998-01 and the train reviews, :mod:`glm_hf.cor
 the size asked for; it is kept in ``--work_dir`` for the next run. Each (size, mode) is one pretraining run in its
 own process (tiny GLM, ``--objective mlm``, ``--max_steps`` steps, no evaluation, a fresh datasets cache that is
 deleted afterwards), whose peak resident memory is read with ``os.wait4`` (the child and the processes it waited
-for). The in-memory path reads, tokenizes and packs the whole corpus before its first step (Arrow files on disk,
-memory-mapped); the streaming path reads only the documents its steps use.
+for). The corpora and the tokenizer are made in a child process too: Linux keeps a process's peak RSS across fork
+and exec, so a child forked from a large parent would report the parent's peak. The in-memory path reads, tokenizes
+and packs the whole corpus before its first step (Arrow files on disk, memory-mapped); the streaming path reads only
+the documents its steps use.
 """
 
 import argparse
@@ -105,9 +107,11 @@ def run_pretraining(corpus: str, tokenizer: str, work_dir: str, streaming: bool,
         )
         _, status, usage = os.wait4(child.pid, 0)
     seconds = time.time() - start
+    cache_bytes = sum(os.path.getsize(os.path.join(root, n)) for root, _, names in os.walk(cache) for n in names)
     shutil.rmtree(cache, ignore_errors=True)
     return {
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "datasets_cache_mb": round(cache_bytes / 2**20, 1),
         "seconds": round(seconds, 1),
         "returncode": os.waitstatus_to_exitcode(status),
         "log": output_dir + ".log",
@@ -123,15 +127,18 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--json", default=None, help="also write the rows to this file")
     args = parser.parse_args(argv)
     os.makedirs(args.work_dir, exist_ok=True)
-    sentences = embedded_sentences()
-    tokenizer = char_tokenizer(os.path.join(args.work_dir, "tokenizer"), sentences)
+    tokenizer = os.path.join(args.work_dir, "tokenizer")
     rows = []
     for size_text in args.sizes.split(","):
         size = parse_size(size_text)
         corpus = os.path.join(args.work_dir, f"corpus-{size_text.strip()}.txt")
-        if not os.path.exists(corpus):
+        if not os.path.exists(corpus) or not os.path.exists(os.path.join(tokenizer, "tokenizer_config.json")):
             started = time.time()
-            write_corpus(corpus, size, sentences)
+            subprocess.run(
+                [sys.executable, os.path.abspath(__file__), "--prepare", corpus, str(size), tokenizer],
+                check=True,
+                env={**os.environ, "PYTHONPATH": REPO},
+            )
             print(f"wrote {corpus} ({os.path.getsize(corpus) / 2**20:.0f} MiB) in {time.time() - started:.0f} s")
         for streaming in (True, False):
             row = {"size": size_text.strip(), "mode": "streaming" if streaming else "in-memory"}
@@ -141,15 +148,26 @@ def main(argv=None) -> list[dict]:
                 row.update(run_pretraining(corpus, tokenizer, args.work_dir, streaming, args.steps))
             print(json.dumps(row), flush=True)
             rows.append(row)
-    print("\n| corpus | mode | peak RSS (MiB) | wall (s) |\n|---|---|---|---|")
+    print("\n| corpus | mode | peak RSS (MiB) | datasets cache (MiB) | wall (s) |\n|---|---|---|---|---|")
     for row in rows:
         peak = row.get("peak_rss_mb", "-") if row.get("returncode", 0) == 0 else f"failed ({row['log']})"
-        print(f"| {row['size']} | {row['mode']} | {peak} | {row.get('seconds', row.get('skipped'))} |")
+        wall = row.get("seconds", row.get("skipped"))
+        print(f"| {row['size']} | {row['mode']} | {peak} | {row.get('datasets_cache_mb', '-')} | {wall} |")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1)
     return rows
 
 
+def prepare(corpus: str, size: int, tokenizer: str) -> None:
+    sentences = embedded_sentences()
+    char_tokenizer(tokenizer, sentences)
+    if not os.path.exists(corpus):
+        write_corpus(corpus, size, sentences)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--prepare"]:
+        prepare(sys.argv[2], int(sys.argv[3]), sys.argv[4])
+    else:
+        main()

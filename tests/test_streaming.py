@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from test_pretraining import KILL_AT_STEP, logged_losses, run_subprocess
+from test_pretraining import KILL_AT_STEP, REPO, free_port, logged_losses, run_subprocess
 
 from glm_hf.pretraining import DataTrainingArguments, build_collator, main
 from glm_hf.streaming import hold_out_documents, stream_documents, training_stream
@@ -140,6 +140,33 @@ def test_streaming_pretraining_of_jsonl_shards_trains_and_evaluates(texts, tiny_
     assert sorted(logged_losses(tmp_path / "out")) == [1, 2, 3]
 
 
+def test_the_trainer_loads_the_stream_as_it_is(text_shards, tiny_tokenizer, tiny_config, tmp_path):
+    """The stream is this process's share already: the training loader neither dispatches it from process 0 nor
+    wraps it in IterableDatasetShard (accelerate's two ways with an IterableDataset), it only moves batches."""
+    from accelerate.data_loader import DataLoaderDispatcher, DataLoaderShard
+    from transformers import TrainingArguments
+
+    from glm_hf import GLMForPreTraining
+    from glm_hf.pretraining import PreTrainingTrainer
+
+    data_args = DataTrainingArguments(
+        train_file=text_shards, streaming=True, objective="mlm", streaming_eval_documents=0
+    )
+    stream = share_of(data_args, tiny_tokenizer, 0, 1)
+    args = TrainingArguments(str(tmp_path), use_cpu=True, report_to="none", max_steps=2, per_device_train_batch_size=4)
+    trainer = PreTrainingTrainer(
+        model=GLMForPreTraining(tiny_config),
+        args=args,
+        train_dataset=stream,
+        data_collator=build_collator(data_args, tiny_tokenizer, 7),
+    )
+    loader = trainer.get_train_dataloader()
+    assert isinstance(loader, DataLoaderShard) and not isinstance(loader, DataLoaderDispatcher)
+    assert loader.dataset is stream
+    batch = next(iter(loader))
+    assert batch["input_ids"].shape[0] == 4 and (batch["labels"] != -100).any()
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -227,3 +254,21 @@ def test_killed_streaming_run_resumes_to_the_same_state(text_shards, tiny_tokeni
     one, two = logged_losses(tmp_path / "uninterrupted"), logged_losses(tmp_path / "resumed")
     assert sorted(two) == list(range(1, 9))
     assert max(abs(one[step] - two[step]) for step in range(4, 9)) < 1e-5
+
+
+@pytest.mark.slow
+def test_two_process_streaming_run_reads_each_share_once(text_shards, tiny_tokenizer_dir, tmp_path):
+    """torchrun, 2 CPU processes: each reads its own share (split_dataset_by_node), the loader is not split again or
+    dispatched (so both processes train, on batches of their own), and the run ends at --max_steps."""
+    flags = "--streaming --max_steps 4 --per_device_train_batch_size 4 --logging_steps 1 --save_strategy no --do_train"
+    command = [
+        *(sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())),
+        os.path.join(REPO, "recipes", "pretrain.py"),
+        *stream_args(
+            text_shards, tiny_tokenizer_dir, tmp_path / "ddp", *flags.split(), "--streaming_eval_documents", "20"
+        ),
+    ]
+    result = run_subprocess(command, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "world size: 2" in result.stdout + result.stderr
+    assert sorted(logged_losses(tmp_path / "ddp")) == [1, 2, 3, 4]
