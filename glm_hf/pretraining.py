@@ -563,14 +563,16 @@ def build_streaming_datasets(data_args: DataTrainingArguments, training_args, to
     """``--streaming``: this process's :class:`~glm_hf.streaming.PreTrainingStream`, the evaluation examples (from
     --validation_file or the corpus's first --streaming_eval_documents documents, in memory: Trainer's evaluation
     and metrics work on them as on the in-memory path's), and statistics of the stream's first examples."""
-    documents = stream_documents(data_args)
-    if data_args.validation_file is not None:
-        eval_documents = load_document_file(
-            data_args.validation_file, data_args.text_column_name, data_args.document_separator,
-            flag="--validation_file", encoding=data_args.encoding,
-        )
-    else:
-        eval_documents, documents = hold_out_documents(documents, data_args.streaming_eval_documents)
+    # The first process first: the embedded corpus and a --validation_file are cached by datasets on first read.
+    with training_args.main_process_first(desc="loading documents"):
+        documents = stream_documents(data_args)
+        if data_args.validation_file is not None:
+            eval_documents = load_document_file(
+                data_args.validation_file, data_args.text_column_name, data_args.document_separator,
+                flag="--validation_file", encoding=data_args.encoding,
+            )
+        else:
+            eval_documents, documents = hold_out_documents(documents, data_args.streaming_eval_documents)
     if data_args.max_train_documents is not None:  # datasets takes them across the processes' shares
         documents = documents.take(data_args.max_train_documents)
     origin = _data_origin("train", data_args)

@@ -131,13 +131,33 @@ def test_json_lines_and_parquet_shards_stream(kind, texts, tmp_path):
     assert len(list(stream_documents(glob_args))) == len(texts[::2])
 
 
-def test_streaming_pretraining_of_jsonl_shards_trains_and_evaluates(texts, tiny_tokenizer_dir, tmp_path):
-    folder = write_shards(tmp_path / "jsonl", texts, "jsonl", 2)
-    flags = "--streaming --max_steps 3 --per_device_train_batch_size 8 --streaming_eval_documents 30"
-    flags += " --logging_steps 1 --save_strategy no"
+def test_saved_and_embedded_corpora_stream(texts, tmp_path):
+    from datasets import Dataset
+
+    from glm_hf.corpora import load_embedded_corpus, split_sentences
+
+    Dataset.from_dict({"review": texts[:50]}).save_to_disk(str(tmp_path / "saved"))
+    saved = list(stream_documents(DataTrainingArguments(dataset_name=str(tmp_path / "saved"), streaming=True)))
+    assert sorted(d["sentences"] for d in saved) == sorted(split_sentences(text) for text in texts[:50])
+    embedded = stream_documents(DataTrainingArguments(dataset_name="embedded", streaming=True))
+    assert next(iter(embedded))["sentences"] == load_embedded_corpus()[0]["sentences"]
+
+
+@pytest.mark.parametrize("evaluation", ["held_out", "validation_file"])
+def test_streaming_pretraining_of_jsonl_shards_trains_and_evaluates(evaluation, texts, tiny_tokenizer_dir, tmp_path):
+    """Evaluation on the stream's first 30 documents, or on a --validation_file: in memory, masked once, scored."""
+    folder = write_shards(tmp_path / "jsonl", texts[:250], "jsonl", 2)
+    flags = "--streaming --max_steps 3 --per_device_train_batch_size 8 --logging_steps 1 --save_strategy no"
+    if evaluation == "held_out":
+        flags += " --streaming_eval_documents 30"
+    else:
+        (tmp_path / "valid.txt").write_text("\n".join(texts[250:]), encoding="utf-8")
+        flags += f" --validation_file {tmp_path / 'valid.txt'}"
     metrics = main(stream_args(folder, tiny_tokenizer_dir, tmp_path / "out", *flags.split()))
     assert metrics["eval_samples"] > 0 and 0 <= metrics["eval_nsp_accuracy"] <= 1
     assert sorted(logged_losses(tmp_path / "out")) == [1, 2, 3]
+    stats = json.loads((tmp_path / "out" / "all_results.json").read_text(encoding="utf-8"))
+    assert stats["eval_samples"] == metrics["eval_samples"]
 
 
 def test_the_trainer_loads_the_stream_as_it_is(text_shards, tiny_tokenizer, tiny_config, tmp_path):
