@@ -591,11 +591,13 @@ def build_streaming_datasets(data_args: DataTrainingArguments, training_args, to
     )
     stats = {"train_documents": {"streamed": origin, "sources": _streamed_sources(data_args)},
              "train_examples": stream_sample_stats(stream)}
-    reason = _no_examples_reason(data_args, 1)
+    reason = "this process's documents have no token the tokenizer keeps" + (
+        f" or are all a single token (--objective {data_args.objective} pairs a document with its continuation)"
+        if data_args.objective in SENTENCE_TASK_OF else "")
     if data_args.validation_file is None and data_args.streaming_eval_documents:
-        reason = (f"the first {data_args.streaming_eval_documents} documents are held out for evaluation "
-                  "(--streaming_eval_documents) and this process has none left, or " + reason)
-    refuse_no_rows(stats["train_examples"]["examples"], origin, "training examples", reason)
+        reason += (f", or none are left after the first {data_args.streaming_eval_documents} held out for "
+                   "evaluation (--streaming_eval_documents)")
+    refuse_no_rows(stats["train_examples"]["examples_in_sample"], origin, "training examples", reason)
     eval_dataset = None
     if eval_documents is not None:
         eval_examples = split_examples("validation", eval_documents, data_args, tokenizer, training_args.seed)
@@ -621,7 +623,7 @@ def stream_sample_stats(stream: PreTrainingStream, limit: int = TRAINING_SAMPLE)
             labels.append(example["next_sentence_label"])
     stream.sample_input_ids = ids
     tokens = sum(len(example) for example in ids)
-    stats = {"examples_in_sample": len(ids), "examples": len(ids), "mean_length": tokens / max(1, len(ids)),
+    stats = {"examples_in_sample": len(ids), "mean_length": tokens / max(1, len(ids)),
              "tokens_in_sample": tokens}
     if labels:
         stats["random_next_rate"] = sum(labels) / len(labels)
