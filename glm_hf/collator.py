@@ -13,8 +13,9 @@ of a word are those joined by ``word_continuation`` = 1, e.g. a jieba word), nev
 Masking happens per example, before padding, so it is the same whatever the batch and its padding. The random
 choices of an example come from a generator seeded with (``seed``, ``epoch``, a hash of the example): the same
 example is masked the same way in a 1-process and an N-process run, and after resuming from a checkpoint, while a
-new ``epoch`` (see :class:`MaskingEpochCallback`) draws new masks (dynamic masking). Examples that already carry
-``labels`` (e.g. an evaluation set masked once with :func:`mask_dataset`) are only padded.
+new ``epoch`` (see :class:`MaskingEpochCallback`) draws new masks (dynamic masking). An example may carry its own
+``epoch`` (a stream's pass over the corpus, :mod:`glm_hf.streaming`), which then takes the collator's place. Examples
+that already carry ``labels`` (e.g. an evaluation set masked once with :func:`mask_dataset`) are only padded.
 """
 
 import hashlib
@@ -67,10 +68,12 @@ class DataCollatorForPreTraining:
 
     # -- masking ----------------------------------------------------------------------------------------------
 
-    def example_rng(self, input_ids) -> np.random.Generator:
-        """The generator for one example: seeded by (seed, epoch, hash of its token ids)."""
+    def example_rng(self, input_ids, epoch: int | None = None) -> np.random.Generator:
+        """The generator for one example: seeded by (seed, epoch -- the collator's unless given --, hash of its token
+        ids)."""
         digest = hashlib.blake2b(np.asarray(input_ids, dtype=np.int64).tobytes(), digest_size=8).digest()
-        return np.random.default_rng([self.seed, self.epoch, int.from_bytes(digest, "little")])
+        epoch = self.epoch if epoch is None else int(epoch)
+        return np.random.default_rng([self.seed, epoch, int.from_bytes(digest, "little")])
 
     def mask_example(self, input_ids, word_continuation=None, rng: np.random.Generator | None = None):
         """Masked copy of ``input_ids`` and its labels (original id where masked, -100 elsewhere), as numpy arrays."""
@@ -136,7 +139,8 @@ class DataCollatorForPreTraining:
             if "labels" in feature:
                 input_ids, labels = np.asarray(feature["input_ids"]), np.asarray(feature["labels"])
             else:
-                input_ids, labels = self.mask_example(feature["input_ids"], feature.get("word_continuation"))
+                rng = self.example_rng(feature["input_ids"], feature.get("epoch"))
+                input_ids, labels = self.mask_example(feature["input_ids"], feature.get("word_continuation"), rng)
             token_type_ids = feature.get("token_type_ids")
             rows.append((input_ids, labels, np.zeros_like(input_ids) if token_type_ids is None else token_type_ids))
 

@@ -23,6 +23,7 @@ model card (``README.md``). It belongs to one run (:mod:`glm_hf.run_folder`): th
 newest complete checkpoint, another run is refused unless ``--overwrite_output_dir``.
 """
 
+import itertools
 import logging
 import math
 import os
@@ -31,9 +32,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import ClassVar
 
+import numpy as np
 import torch
 import transformers
+from accelerate.data_loader import prepare_data_loader
+from datasets import Dataset
 from torch.nn import functional as F
+from torch.utils.data import DataLoader
 from transformers import (
     AutoConfig,
     AutoModelForPreTraining,
@@ -52,13 +57,29 @@ from .collator import (
     unigram_distribution,
 )
 from .configuration_glm import PRETRAINING_OBJECTIVES, GLMConfig
-from .corpora import EMBEDDED, EMBEDDED_SOURCES, CorpusArguments, corpus_stats, load_documents
+from .corpora import EMBEDDED, EMBEDDED_SOURCES, CorpusArguments, corpus_stats, load_document_file, load_documents
 from .data_files import refuse_no_rows
 from .evaluation import LOSS_CURVE_FILE, METRICS_DIR
 from .model_sources import from_pretrained
 from .plots import save_loss_curve
-from .pretraining_data import create_nsp_examples, create_packed_examples, nsp_example_stats, tokenize_documents
+from .pretraining_data import (
+    create_nsp_examples,
+    create_packed_examples,
+    nsp_example_stats,
+    pack_options,
+    pair_options,
+    tokenize_documents,
+)
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
+from .streaming import (
+    RECENT_DOCUMENTS,
+    PreTrainingStream,
+    hold_out_documents,
+    packed_examples,
+    pair_examples,
+    stream_documents,
+    training_stream,
+)
 from .training_setup import (
     BaseModelArguments,
     apply_config_overrides,
@@ -74,6 +95,7 @@ from .training_setup import (
 
 logger = logging.getLogger(__name__)
 
+TRAINING_SAMPLE = 20000  # training examples the n-gram cloze lines are fitted on
 
 
 @dataclass
@@ -171,6 +193,21 @@ class DataTrainingArguments(CorpusArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training pairs."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation pairs."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the training corpus as a stream (a file, glob or folder of text / JSON lines / CSV / "
+                  "Parquet shards, a save_to_disk folder, or the embedded corpus): memory does not grow with the "
+                  "corpus. Needs --max_steps; each process reads its own documents; the corpus repeats, reshuffled, "
+                  f"until --max_steps. NSP's random segment B comes from the last {RECENT_DOCUMENTS} documents read."},
+    )
+    shuffle_buffer_size: int = field(
+        default=10000, metadata={"help": "--streaming: documents are shuffled in a buffer of this many (seeded)."}
+    )
+    streaming_eval_documents: int = field(
+        default=500,
+        metadata={"help": "--streaming without --validation_file: the corpus's first N documents are held out of "
+                  "training and evaluated on (0: no evaluation)."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -187,6 +224,28 @@ class DataTrainingArguments(CorpusArguments):
         for name, value in ((name, getattr(self, name)) for name in limits):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value}")
+        if self.streaming:
+            check_streaming_arguments(self)
+
+
+# What --streaming cannot do, by flag: the reason and what to do instead.
+NOT_STREAMABLE = {
+    "corpus_weights": "per-corpus weights need every corpus's examples up front; drop --corpus_weights, or weigh the "
+    "corpora in the shards themselves",
+    "max_train_samples": "a stream has no length to cut; use --max_steps (or --max_train_documents)",
+    "preprocessing_num_workers": "a stream is tokenized as it is read, in the training process",
+}
+
+
+def check_streaming_arguments(data_args: "DataTrainingArguments") -> None:
+    """The data flags --streaming cannot honour, refused by name (--max_steps is checked in configure_run)."""
+    for name, reason in NOT_STREAMABLE.items():
+        if getattr(data_args, name) is not None:
+            raise ValueError(f"--{name} cannot be used with --streaming: {reason}")
+    if data_args.shuffle_buffer_size < 1:
+        raise ValueError(f"--shuffle_buffer_size must be a positive integer, got {data_args.shuffle_buffer_size}")
+    if data_args.streaming_eval_documents < 0:
+        raise ValueError(f"--streaming_eval_documents must be >= 0, got {data_args.streaming_eval_documents}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -244,6 +303,26 @@ class PreTrainingTrainer(Trainer):
     """
 
     loss_is_scaled_for_ga = True
+
+    def get_train_dataloader(self):
+        if not isinstance(self.train_dataset, PreTrainingStream):
+            return super().get_train_dataloader()
+        # A stream is already this process's share (split_dataset_by_node over the documents). Trainer's
+        # accelerator.prepare would split it again: for an IterableDataset accelerate dispatches by default
+        # (dispatch_batches: process 0 reads N batches of its own share and sends the others slices, so the other
+        # shares are never read), and without dispatching it wraps it in IterableDatasetShard (each process keeps
+        # 1/N of each of its batches). So it is prepared as one process's loader: batches are only moved to the
+        # device, and skip_first_batches still fast-forwards it on resume.
+        loader = DataLoader(
+            self.train_dataset,
+            batch_size=self._train_batch_size,
+            collate_fn=self.data_collator,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return prepare_data_loader(
+            loader, device=self.args.device, num_processes=1, process_index=0, put_on_device=True,
+            dispatch_batches=False,
+        )
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, _ = super().get_batch_samples(epoch_iterator, num_batches, device)
@@ -383,9 +462,11 @@ class PreTrainingMetrics:
 
 
 def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments, training_args, tokenizer, collator):
-    """NSP pairs for training and (masked once) for evaluation, plus statistics for the model card."""
+    """NSP pairs for training and (masked once) for evaluation, plus statistics for the model card. With
+    ``--streaming`` the training examples are a :class:`~glm_hf.streaming.PreTrainingStream`."""
+    if data_args.streaming:
+        return build_streaming_datasets(data_args, training_args, tokenizer, collator)
     num_proc = data_args.preprocessing_num_workers
-    load_from_cache = None if not data_args.overwrite_cache else False
     with training_args.main_process_first(desc="loading documents"):
         documents = load_documents(
             dataset_name=data_args.dataset_name,
@@ -404,39 +485,11 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
     if data_args.max_train_documents is not None:
         kept = min(data_args.max_train_documents, len(documents["train"]))
         documents["train"] = documents["train"].select(range(kept))
-    examples = {}
     with training_args.main_process_first(desc="tokenizing documents and creating sentence pairs"):
-        for split, split_documents in documents.items():
-            tokenized = tokenize_documents(
-                split_documents,
-                tokenizer,
-                whole_word_mask=data_args.whole_word_mask,
-                num_proc=num_proc,
-                load_from_cache_file=load_from_cache,
-            )
-            if data_args.objective in SENTENCE_TASK_OF:
-                examples[split] = create_nsp_examples(
-                    tokenized,
-                    tokenizer,
-                    max_seq_length=data_args.max_seq_length,
-                    short_seq_prob=data_args.short_seq_prob,
-                    nsp_probability=data_args.nsp_probability,
-                    seed=training_args.seed,
-                    num_proc=num_proc,
-                    load_from_cache_file=load_from_cache,
-                    sentence_task=SENTENCE_TASK_OF[data_args.objective],
-                )
-            else:
-                examples[split] = create_packed_examples(
-                    tokenized,
-                    tokenizer,
-                    max_seq_length=data_args.max_seq_length,
-                    num_proc=num_proc,
-                    load_from_cache_file=load_from_cache,
-                )
-            what = "training examples" if split == "train" else "evaluation examples"
-            reason = _no_examples_reason(data_args, len(tokenized))
-            refuse_no_rows(len(examples[split]), _data_origin(split, data_args), what, reason)
+        examples = {
+            split: split_examples(split, split_documents, data_args, tokenizer, training_args.seed)
+            for split, split_documents in documents.items()
+        }
     train_dataset = examples["train"]
     if data_args.corpus_weight_map is not None:
         train_dataset = weigh_corpora(train_dataset, data_args.corpus_weight_map, seed=training_args.seed)
@@ -448,11 +501,7 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
         # or an MLM accuracy on news would stand for a model trained on reviews.
         trained = {name for name, weight in data_args.corpus_weight_map.items() if weight > 0}
         eval_dataset = eval_dataset.filter(lambda source: source in trained, input_columns="source")
-    if eval_dataset is not None:
-        if data_args.max_eval_samples is not None:
-            eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
-        with training_args.main_process_first(desc="masking the evaluation set"):
-            eval_dataset = mask_dataset(eval_dataset, collator, num_proc=num_proc)
+    eval_dataset = evaluation_set(eval_dataset, data_args, training_args, collator)
 
     stats = {
         "train_documents": corpus_stats(documents["train"]),
@@ -462,6 +511,133 @@ def build_datasets(data_args: DataTrainingArguments, model_args: ModelArguments,
         stats["validation_documents"] = corpus_stats(documents["validation"])
         stats["validation_examples"] = nsp_example_stats(eval_dataset)
     return train_dataset, eval_dataset, stats
+
+
+def split_examples(split: str, documents, data_args: DataTrainingArguments, tokenizer, seed: int):
+    """The examples of the objective (sentence pairs or packed windows) of one split's documents, refused when none."""
+    num_proc = data_args.preprocessing_num_workers
+    load_from_cache = None if not data_args.overwrite_cache else False
+    tokenized = tokenize_documents(
+        documents,
+        tokenizer,
+        whole_word_mask=data_args.whole_word_mask,
+        num_proc=num_proc,
+        load_from_cache_file=load_from_cache,
+    )
+    if data_args.objective in SENTENCE_TASK_OF:
+        examples = create_nsp_examples(
+            tokenized,
+            tokenizer,
+            max_seq_length=data_args.max_seq_length,
+            short_seq_prob=data_args.short_seq_prob,
+            nsp_probability=data_args.nsp_probability,
+            seed=seed,
+            num_proc=num_proc,
+            load_from_cache_file=load_from_cache,
+            sentence_task=SENTENCE_TASK_OF[data_args.objective],
+        )
+    else:
+        examples = create_packed_examples(
+            tokenized,
+            tokenizer,
+            max_seq_length=data_args.max_seq_length,
+            num_proc=num_proc,
+            load_from_cache_file=load_from_cache,
+        )
+    what = "training examples" if split == "train" else "evaluation examples"
+    reason = _no_examples_reason(data_args, len(tokenized))
+    refuse_no_rows(len(examples), _data_origin(split, data_args), what, reason)
+    return examples
+
+
+def evaluation_set(eval_dataset, data_args: DataTrainingArguments, training_args, collator):
+    """The evaluation examples cut to --max_eval_samples and masked once (``None`` stays ``None``)."""
+    if eval_dataset is None:
+        return None
+    if data_args.max_eval_samples is not None:
+        eval_dataset = eval_dataset.select(range(min(data_args.max_eval_samples, len(eval_dataset))))
+    with training_args.main_process_first(desc="masking the evaluation set"):
+        return mask_dataset(eval_dataset, collator, num_proc=data_args.preprocessing_num_workers)
+
+
+def build_streaming_datasets(data_args: DataTrainingArguments, training_args, tokenizer, collator):
+    """``--streaming``: this process's :class:`~glm_hf.streaming.PreTrainingStream`, the evaluation examples (from
+    --validation_file or the corpus's first --streaming_eval_documents documents, in memory: Trainer's evaluation
+    and metrics work on them as on the in-memory path's), and statistics of the stream's first examples."""
+    # The first process first: the embedded corpus and a --validation_file are cached by datasets on first read.
+    with training_args.main_process_first(desc="loading documents"):
+        documents = stream_documents(data_args)
+        if data_args.validation_file is not None:
+            eval_documents = load_document_file(
+                data_args.validation_file, data_args.text_column_name, data_args.document_separator,
+                flag="--validation_file", encoding=data_args.encoding,
+            )
+        else:
+            eval_documents, documents = hold_out_documents(documents, data_args.streaming_eval_documents)
+    if data_args.max_train_documents is not None:  # datasets takes them across the processes' shares
+        documents = documents.take(data_args.max_train_documents)
+    origin = _data_origin("train", data_args)
+    if data_args.objective in SENTENCE_TASK_OF:
+        objective = pair_examples, pair_options(
+            tokenizer, max_seq_length=data_args.max_seq_length, short_seq_prob=data_args.short_seq_prob,
+            nsp_probability=data_args.nsp_probability, seed=training_args.seed,
+            sentence_task=SENTENCE_TASK_OF[data_args.objective],
+        )
+    else:
+        objective = packed_examples, pack_options(tokenizer, data_args.max_seq_length)
+    stream = training_stream(
+        documents, tokenizer, objective_options=objective, whole_word_mask=data_args.whole_word_mask,
+        seed=training_args.seed, shuffle_buffer_size=data_args.shuffle_buffer_size,
+        rank=training_args.process_index, world_size=training_args.world_size, origin=origin,
+    )
+    stats = {"train_documents": {"streamed": origin, "sources": _streamed_sources(data_args)},
+             "train_examples": stream_sample_stats(stream)}
+    reason = "this process's documents have no token the tokenizer keeps" + (
+        f" or are all a single token (--objective {data_args.objective} pairs a document with its continuation)"
+        if data_args.objective in SENTENCE_TASK_OF else "")
+    if data_args.validation_file is None and data_args.streaming_eval_documents:
+        reason += (f", or none are left after the first {data_args.streaming_eval_documents} held out for "
+                   "evaluation (--streaming_eval_documents)")
+    refuse_no_rows(stats["train_examples"]["examples_in_sample"], origin, "training examples", reason)
+    eval_dataset = None
+    if eval_documents is not None:
+        eval_examples = split_examples("validation", eval_documents, data_args, tokenizer, training_args.seed)
+        eval_dataset = evaluation_set(eval_examples, data_args, training_args, collator)
+        stats["validation_documents"] = corpus_stats(eval_documents)
+        stats["validation_examples"] = nsp_example_stats(eval_dataset)
+    return stream, eval_dataset, stats
+
+
+def _streamed_sources(data_args: DataTrainingArguments) -> dict:
+    if data_args.dataset_name != EMBEDDED:
+        return {}
+    return {name: "streamed" for name in EMBEDDED_SOURCES if name != "msra" or data_args.include_msra}
+
+
+def stream_sample_stats(stream: PreTrainingStream, limit: int = TRAINING_SAMPLE) -> dict:
+    """Keeps the token ids of the first ``limit`` examples of the stream's first pass on it (``sample_input_ids``: what
+    the n-gram cloze lines and the unigram generator are fitted on) and returns their statistics."""
+    ids, labels = [], []
+    for example in itertools.islice(stream.examples(0), limit):
+        ids.append(np.asarray(example["input_ids"], dtype=np.int32))
+        if "next_sentence_label" in example:
+            labels.append(example["next_sentence_label"])
+    stream.sample_input_ids = ids
+    tokens = sum(len(example) for example in ids)
+    stats = {"examples_in_sample": len(ids), "mean_length": tokens / max(1, len(ids)),
+             "tokens_in_sample": tokens}
+    if labels:
+        stats["random_next_rate"] = sum(labels) / len(labels)
+    return stats
+
+
+def training_token_ids(train_dataset, limit: int | None = TRAINING_SAMPLE) -> list:
+    """The token ids of (up to ``limit``) training examples; of a stream, its first ones (see
+    :func:`stream_sample_stats`)."""
+    if isinstance(train_dataset, PreTrainingStream):
+        return train_dataset.sample_input_ids[:limit]
+    count = len(train_dataset) if limit is None else min(limit, len(train_dataset))
+    return train_dataset.select(range(count))["input_ids"]
 
 
 def _data_origin(split: str, data_args: DataTrainingArguments) -> str:
@@ -571,10 +747,10 @@ def evaluation_functions(objective: str, has_generator: bool, train_dataset, eva
     return compute_metrics, preprocess
 
 
-def cloze_baseline(train_dataset, eval_dataset, tokenizer, max_fit_examples: int = 20000) -> dict:
+def cloze_baseline(train_dataset, eval_dataset, tokenizer, max_fit_examples: int = TRAINING_SAMPLE) -> dict:
     """Unigram / bigram cloze accuracy on the evaluation set's masked positions, fitted on (up to
     ``max_fit_examples``) training examples: the n-gram lines the model's MLM accuracy is read against."""
-    fit = train_dataset.select(range(min(max_fit_examples, len(train_dataset))))["input_ids"]
+    fit = training_token_ids(train_dataset, max_fit_examples)
     cloze = NgramCloze(fit, len(tokenizer), tokenizer.all_special_ids)
     return cloze.score(zip(eval_dataset["input_ids"], eval_dataset["labels"]))
 
@@ -707,6 +883,10 @@ def pretraining_run_identity(model_args, data_args, training_args) -> dict:
         "cache_dir", "trust_remote_code", "train_file", "validation_file", "preprocessing_num_workers",
         "overwrite_cache", "max_eval_samples",
     )
+    arguments = shaping_arguments(model_args, data_args, training_args, leave_out=operational)
+    if not data_args.streaming:  # a run without --streaming keeps the identity it had before the flag existed
+        for name in ("streaming", "shuffle_buffer_size", "streaming_eval_documents"):
+            arguments.pop(name, None)
     return run_identity(
         "pretrain",
         data_args.objective,
@@ -714,7 +894,7 @@ def pretraining_run_identity(model_args, data_args, training_args) -> dict:
         model_args.model_source,
         data_fingerprint({"dataset_name": data_args.dataset_name, "train_file": data_args.train_file,
                           "validation_file": data_args.validation_file}),
-        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
+        arguments,
     )
 
 
@@ -727,7 +907,9 @@ def pretrain_on(
     rtd = data_args.objective == "rtd"
     has_generator = rtd and model.config.generator_num_hidden_layers > 0
     if rtd and not has_generator:  # the statistical generator: the training text's unigram distribution
-        model.set_generator_distribution(torch.from_numpy(unigram_distribution(train_dataset["input_ids"], tokenizer)))
+        # (a stream: the first examples of its first pass)
+        ids = training_token_ids(train_dataset, None if isinstance(train_dataset, Dataset) else TRAINING_SAMPLE)
+        model.set_generator_distribution(torch.from_numpy(unigram_distribution(ids, tokenizer)))
     callbacks = [MaskingEpochCallback(collator), *callbacks]
     if data_args.mlm_probability_end is not None:
         callbacks.append(MaskingRateCallback(collator, data_args.mlm_probability, data_args.mlm_probability_end))
@@ -751,7 +933,8 @@ def pretrain_on(
 
     metrics: dict = {}
     if training_args.do_train:
-        metrics.update(train_and_save(trainer, resume_from_checkpoint, train_samples=len(train_dataset)))
+        sized = {} if isinstance(train_dataset, PreTrainingStream) else {"train_samples": len(train_dataset)}
+        metrics.update(train_and_save(trainer, resume_from_checkpoint, **sized))
     if training_args.do_eval:
         metrics.update(evaluate_and_save(trainer, len(eval_dataset)))
     if training_args.do_train and trainer.is_world_process_zero():
@@ -764,6 +947,16 @@ def configure_run(data_args: DataTrainingArguments, training_args: TrainingArgum
     setup_logging(training_args, logger)
     check_max_steps(training_args)
     check_distributed_settings(training_args, logger)
+    if data_args.streaming and training_args.do_train and training_args.max_steps <= 0:
+        raise ValueError(
+            "--streaming needs --max_steps: a stream has no length, so Trainer cannot count the steps of an epoch "
+            "(the corpus repeats, reshuffled, until --max_steps)"
+        )
+    if data_args.streaming and training_args.dataloader_num_workers > 0:
+        raise ValueError(
+            "--dataloader_num_workers cannot be used with --streaming: datasets would split the stream's shards "
+            "over the workers again, and a worker without a shard would have no examples; leave it at 0"
+        )
     transformers.utils.logging.enable_default_handler()
     transformers.utils.logging.enable_explicit_format()
     logger.warning(

@@ -175,12 +175,16 @@ def document_examples(
     clause_mark_ids: tuple[int, ...],
     seed: int,
     sentence_task: str = "nsp",
+    source_index: int | None = None,
 ) -> list[dict]:
     """The sentence-pair examples of one document (see the module docstring).
 
     ``sentence_task="sop"`` (ALBERT's sentence-order prediction): B is always the true continuation of A, and with
     probability 1/2 the two segments are swapped (label 1). Both segments come from one document, so unlike NSP
     the task cannot be solved by telling topics or corpora apart.
+
+    ``source_index``: where the document itself is in ``source`` (never drawn as its random B), when that is not
+    ``document_index`` -- a stream's buffer of recent documents (:mod:`glm_hf.streaming`).
     """
     rng = np.random.default_rng([seed, document_index])
     max_tokens = max_seq_length - 3  # [CLS] A [SEP] B [SEP]
@@ -201,7 +205,8 @@ def document_examples(
             tokens_a, flags_a = _segment(chunk[:a_end], sentences, flags)
             if is_random_next:
                 target_b_length = max(1, target_length - len(tokens_a))
-                tokens_b, flags_b = _random_segment(source, document_index, target_b_length, flags is not None, rng)
+                own_index = document_index if source_index is None else source_index
+                tokens_b, flags_b = _random_segment(source, own_index, target_b_length, flags is not None, rng)
                 # BERT: the sentences of the chunk left unused go back to the document for the next chunk.
                 i -= len(chunk) - a_end
             elif len(chunk) >= 2:
@@ -285,6 +290,34 @@ def _pair_example(
     return example
 
 
+def pair_options(
+    tokenizer, *, max_seq_length: int, short_seq_prob: float, nsp_probability: float, seed: int, sentence_task: str
+) -> dict:
+    """The checked keyword arguments of :func:`document_examples` (all but the document and its source)."""
+    if sentence_task not in SENTENCE_TASKS:
+        raise ValueError(f"sentence_task must be one of {SENTENCE_TASKS}, got {sentence_task!r}")
+    if max_seq_length < 5:
+        raise ValueError(f"max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP]), got {max_seq_length}")
+    if not 0 <= short_seq_prob <= 1:
+        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
+    if not 0 < nsp_probability < 1:
+        raise ValueError(f"nsp_probability must be in (0, 1), got {nsp_probability}")
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens (cls_token, sep_token) for NSP pairs")
+
+    vocab = tokenizer.get_vocab()
+    return {
+        "max_seq_length": max_seq_length,
+        "short_seq_prob": short_seq_prob,
+        "nsp_probability": nsp_probability,
+        "cls_id": tokenizer.cls_token_id,
+        "sep_id": tokenizer.sep_token_id,
+        "clause_mark_ids": tuple(sorted({vocab[mark] for mark in CLAUSE_MARKS if mark in vocab})),
+        "seed": seed,
+        "sentence_task": sentence_task,
+    }
+
+
 def _nsp_batch(batch, indices, source, options):
     columns = {"input_ids": [], "token_type_ids": [], "next_sentence_label": []}
     with_flags = "sentence_word_continuation" in batch
@@ -320,29 +353,11 @@ def create_nsp_examples(
     ``tokenized`` is the output of :func:`tokenize_documents`. ``sentence_task``: ``"nsp"`` (label 1 = B is a random
     segment) or ``"sop"`` (label 1 = A and B swapped). Deterministic for a given ``seed``.
     """
-    if sentence_task not in SENTENCE_TASKS:
-        raise ValueError(f"sentence_task must be one of {SENTENCE_TASKS}, got {sentence_task!r}")
-    if max_seq_length < 5:
-        raise ValueError(f"max_seq_length must be >= 5 ([CLS] A [SEP] B [SEP]), got {max_seq_length}")
-    if not 0 <= short_seq_prob <= 1:
-        raise ValueError(f"short_seq_prob must be in [0, 1], got {short_seq_prob}")
-    if not 0 < nsp_probability < 1:
-        raise ValueError(f"nsp_probability must be in (0, 1), got {nsp_probability}")
-    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens (cls_token, sep_token) for NSP pairs")
-
     with_flags = "sentence_word_continuation" in tokenized.column_names
-    vocab = tokenizer.get_vocab()
-    options = {
-        "max_seq_length": max_seq_length,
-        "short_seq_prob": short_seq_prob,
-        "nsp_probability": nsp_probability,
-        "cls_id": tokenizer.cls_token_id,
-        "sep_id": tokenizer.sep_token_id,
-        "clause_mark_ids": tuple(sorted({vocab[mark] for mark in CLAUSE_MARKS if mark in vocab})),
-        "seed": seed,
-        "sentence_task": sentence_task,
-    }
+    options = pair_options(
+        tokenizer, max_seq_length=max_seq_length, short_seq_prob=short_seq_prob, nsp_probability=nsp_probability,
+        seed=seed, sentence_task=sentence_task,
+    )
     features = {
         "input_ids": List(Value("int32")),
         "token_type_ids": List(Value("int8")),
@@ -406,6 +421,15 @@ def _pack_batch(batch, options):
     return columns
 
 
+def pack_options(tokenizer, max_seq_length: int) -> dict:
+    """The checked options of :func:`_pack_batch`."""
+    if max_seq_length < 3:
+        raise ValueError(f"max_seq_length must be >= 3 ([CLS] text [SEP]), got {max_seq_length}")
+    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
+        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens (cls_token, sep_token) to pack documents")
+    return {"max_seq_length": max_seq_length, "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id}
+
+
 def create_packed_examples(
     tokenized: Dataset,
     tokenizer,
@@ -423,11 +447,7 @@ def create_packed_examples(
     ``documents_per_pack`` at a time (the last window of each pack may be shorter); a pack never mixes two corpora
     (``source``), so per-corpus weights still apply. Deterministic: no random choice is made here.
     """
-    if max_seq_length < 3:
-        raise ValueError(f"max_seq_length must be >= 3 ([CLS] text [SEP]), got {max_seq_length}")
-    if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise ValueError("the tokenizer needs [CLS] and [SEP] tokens (cls_token, sep_token) to pack documents")
-    options = {"max_seq_length": max_seq_length, "cls_id": tokenizer.cls_token_id, "sep_id": tokenizer.sep_token_id}
+    options = pack_options(tokenizer, max_seq_length)
     features = {"input_ids": List(Value("int32"))}
     if "sentence_word_continuation" in tokenized.column_names:
         features["word_continuation"] = List(Value("int8"))

@@ -16,6 +16,7 @@ The ``_`` prefix keeps both files out of ``Trainer.push_to_hub`` uploads (it ign
 """
 
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -69,8 +70,8 @@ class RecipeTrainingArguments(TrainingArguments):
 
 # ------------------------------------------------------------------------------------------------- fingerprints
 def data_fingerprint(sources: dict[str, str | None]) -> dict[str, str]:
-    """``{flag: fingerprint}`` of the data: a local file by its content, a local folder by its files' names and sizes,
-    anything else (a Hub dataset name, an embedded corpus) by its name."""
+    """``{flag: fingerprint}`` of the data: a local file by its content, a local folder or a glob by its files' names
+    and sizes, anything else (a Hub dataset name, an embedded corpus) by its name."""
     fingerprints = {}
     for flag, source in sources.items():
         if source is None:
@@ -88,6 +89,9 @@ def data_fingerprint(sources: dict[str, str | None]) -> dict[str, str]:
                 for name in names
             )
             fingerprints[flag] = f"folder:{hashlib.sha256(json.dumps(listing).encode()).hexdigest()}"
+        elif any(char in source for char in "*?["):  # a glob of shards (--streaming): the files it matches
+            listing = sorted((name, os.path.getsize(name)) for name in glob.glob(source, recursive=True))
+            fingerprints[flag] = f"glob:{hashlib.sha256(json.dumps(listing).encode()).hexdigest()}"
         else:
             fingerprints[flag] = f"name:{source}"
     return fingerprints

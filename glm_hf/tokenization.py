@@ -57,6 +57,16 @@ class TokenizerTrainingArguments(CorpusArguments):
         default=None, metadata={"help": "Train on at most this many documents (quick runs)."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of the held-out document split."})
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the corpus as a stream (a file, glob or folder of text / JSON lines / CSV / Parquet "
+                  "shards, a save_to_disk folder, or the embedded corpus): memory does not grow with the corpus."},
+    )
+    streaming_eval_documents: int = field(
+        default=500,
+        metadata={"help": "--streaming: the corpus's first N documents are held out to measure the UNK rate (in "
+                  "place of --validation_split_percentage; 0: none)."},
+    )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing non-empty output_dir."})
 
     def __post_init__(self):
@@ -67,6 +77,8 @@ class TokenizerTrainingArguments(CorpusArguments):
             raise ValueError(f"min_frequency must be >= 1, got {self.min_frequency}")
         if self.limit_alphabet is not None and self.limit_alphabet < 1:
             raise ValueError(f"limit_alphabet must be a positive integer, got {self.limit_alphabet}")
+        if self.streaming_eval_documents < 0:
+            raise ValueError(f"--streaming_eval_documents must be >= 0, got {self.streaming_eval_documents}")
         if not 0 <= self.validation_split_percentage < 100:
             raise ValueError(
                 f"validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}"
@@ -138,12 +150,8 @@ def unk_rate(tokenizer, texts: list[str], batch_size: int = 1000) -> dict:
     return {"unk_rate": unknown / total if total else 0.0, "unk_tokens": unknown, "tokens": total}
 
 
-def train_tokenizer(args: TokenizerTrainingArguments) -> tuple[BertTokenizer, dict]:
-    """Train on the corpus named by ``args``, save to ``args.output_dir``; returns the tokenizer and its stats."""
-    output_dir = os.path.abspath(args.output_dir)
-    if os.path.isdir(output_dir) and os.listdir(output_dir) and not args.overwrite_output_dir:
-        raise FileExistsError(f"output_dir {output_dir} exists and is not empty; pass --overwrite_output_dir")
-
+def _loaded_corpus(args: TokenizerTrainingArguments):
+    """The training texts, their statistics and the held-out documents (or ``None``), the corpus loaded in full."""
     documents = load_documents(
         dataset_name=args.dataset_name,
         dataset_config_name=args.dataset_config_name,
@@ -158,17 +166,47 @@ def train_tokenizer(args: TokenizerTrainingArguments) -> tuple[BertTokenizer, di
     train_documents = documents["train"]
     if args.max_train_documents is not None:
         train_documents = train_documents.select(range(min(args.max_train_documents, len(train_documents))))
-    train_stats = corpus_stats(train_documents)
-    logger.info("Training WordPiece (vocab_size=%d) on %s", args.vocab_size, train_stats)
+    return iter_texts(train_documents), corpus_stats(train_documents), documents.get("validation")
 
+
+def _streamed_corpus(args: TokenizerTrainingArguments):
+    """``--streaming``: the training texts as they are read (the statistics are counted on the way, complete once
+    they have been read) and the corpus's first --streaming_eval_documents documents, held out."""
+    from .streaming import hold_out_documents, stream_documents
+
+    held_out, documents = hold_out_documents(stream_documents(args), args.streaming_eval_documents)
+    if args.max_train_documents is not None:
+        documents = documents.take(args.max_train_documents)
+    counts = {"streamed": True, "documents": 0, "sentences": 0, "characters": 0}
+
+    def texts():
+        for document in documents:
+            counts["documents"] += 1
+            counts["sentences"] += len(document["sentences"])
+            counts["characters"] += sum(len(sentence) for sentence in document["sentences"])
+            yield from document["sentences"]
+
+    return texts(), counts, held_out
+
+
+def train_tokenizer(args: TokenizerTrainingArguments) -> tuple[BertTokenizer, dict]:
+    """Train on the corpus named by ``args``, save to ``args.output_dir``; returns the tokenizer and its stats."""
+    output_dir = os.path.abspath(args.output_dir)
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not args.overwrite_output_dir:
+        raise FileExistsError(f"output_dir {output_dir} exists and is not empty; pass --overwrite_output_dir")
+
+    texts, train_stats, held_out = (_streamed_corpus if args.streaming else _loaded_corpus)(args)
+    logger.info("Training WordPiece (vocab_size=%d) on %s", args.vocab_size, train_stats)
     trained = train_wordpiece(
-        iter_texts(train_documents),
+        texts,
         vocab_size=args.vocab_size,
         min_frequency=args.min_frequency,
         limit_alphabet=args.alphabet_limit,
         lowercase=args.lowercase,
-        length=train_stats["sentences"],
+        length=None if args.streaming else train_stats["sentences"],
     )
+    if args.streaming:
+        logger.info("Trained on %s", train_stats)
 
     parent = os.path.dirname(output_dir) or "."
     os.makedirs(parent, exist_ok=True)
@@ -187,9 +225,8 @@ def train_tokenizer(args: TokenizerTrainingArguments) -> tuple[BertTokenizer, di
             "train_corpus": train_stats,
             "arguments": asdict(args),
         }
-        if "validation" in documents:
-            held_out = list(iter_texts(documents["validation"]))
-            stats["held_out"] = {"documents": len(documents["validation"]), **unk_rate(tokenizer, held_out)}
+        if held_out is not None:
+            stats["held_out"] = {"documents": len(held_out), **unk_rate(tokenizer, list(iter_texts(held_out)))}
         with open(os.path.join(staging, STATS_FILE), "w", encoding="utf-8") as f:
             json.dump(stats, f, ensure_ascii=False, indent=2)
 
