@@ -57,6 +57,9 @@ class GLMConfig(PreTrainedConfig):
       shares the discriminator's embeddings, so its width is the discriminator's. 0: no generator network -- the
       replacements are drawn from ``generator_token_probabilities`` (e.g. the corpus's unigram distribution).
     - ``rtd_loss_weight`` (``rtd``): weight of the discriminator's loss against the generator's MLM loss (ELECTRA: 50).
+    - ``generator_sampling_temperature`` (``rtd``): replacements are sampled from the generator's distribution raised
+      to ``1 / T`` and renormalised (softmax of logits / T): 1 samples it as it is (ELECTRA); above 1 flattens it, so a
+      generator that has learned the unigram distribution still makes replacements the discriminator can tell apart.
     - ``classifier_pooling``: what [`GLMForSequenceClassification`] reads: ``"cls"`` (the pooler on [CLS], BERT) or
       ``"mean"`` (the mean of the last layer over the real tokens).
     - ``position_embedding_init``: how a new model's learned position embeddings start: ``"normal"`` (BERT:
@@ -104,6 +107,7 @@ class GLMConfig(PreTrainedConfig):
     pretraining_objective: str = "mlm_nsp"
     generator_num_hidden_layers: int = 0
     rtd_loss_weight: float | int = 50.0
+    generator_sampling_temperature: float | int = 1.0
     classifier_pooling: str = "cls"
     position_embedding_init: str = "normal"
     position_embedding_type: str = "absolute"
@@ -158,8 +162,9 @@ class GLMConfig(PreTrainedConfig):
                 f"generator_num_hidden_layers must be an integer in [0, num_hidden_layers={self.num_hidden_layers}] "
                 f"(ELECTRA's generator is smaller than its discriminator), got {layers!r}"
             )
-        if not self.rtd_loss_weight > 0:
-            raise ValueError(f"rtd_loss_weight must be > 0, got {self.rtd_loss_weight!r}")
+        for name in ("rtd_loss_weight", "generator_sampling_temperature"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         check_choice("classifier_pooling", self.classifier_pooling, CLASSIFIER_POOLING)
         check_choice("position_embedding_init", self.position_embedding_init, POSITION_EMBEDDING_INITS)
         check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)

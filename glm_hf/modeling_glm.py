@@ -991,9 +991,12 @@ class GLMForPreTraining(GLMPreTrainedModel):
                 generator_loss = F.cross_entropy(prediction_logits.float(), originals)
                 # Sampled, not the argmax: plausible but wrong tokens are what the discriminator learns from.
                 with torch.no_grad():
-                    sampled = torch.multinomial(F.softmax(prediction_logits.detach().float(), dim=-1), 1).squeeze(-1)
+                    temperature = self.config.generator_sampling_temperature
+                    probabilities = F.softmax(prediction_logits.detach().float() / temperature, dim=-1)
+                    sampled = torch.multinomial(probabilities, 1).squeeze(-1)
             else:
-                sampled = torch.multinomial(self.generator_token_probabilities, originals.numel(), replacement=True)
+                probabilities = self.generator_token_probabilities ** (1 / self.config.generator_sampling_temperature)
+                sampled = torch.multinomial(probabilities, originals.numel(), replacement=True)  # renormalised by it
             corrupted = input_ids.masked_scatter(chosen, sampled)
             discriminator_labels = chosen & (corrupted != labels)
             discriminator_labels = discriminator_labels.long()

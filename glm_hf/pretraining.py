@@ -107,7 +107,8 @@ class ModelArguments(BaseModelArguments):
     # the objective adds (continued pretraining of a converted BERT with ELECTRA's generator, say).
     reconfigures_checkpoint: ClassVar[bool] = False
     checkpoint_overridable: ClassVar[tuple[str, ...]] = (
-        "generator_num_hidden_layers", "rtd_loss_weight", "hidden_dropout_prob", "attention_probs_dropout_prob",
+        "generator_num_hidden_layers", "rtd_loss_weight", "generator_sampling_temperature", "hidden_dropout_prob",
+        "attention_probs_dropout_prob",
     )
 
 

@@ -243,6 +243,9 @@ class StudySettings:
         default="reviews=1,peoples_daily=0", metadata={"help": "Pretraining corpus weights (see pretrain)."}
     )
     generator_num_hidden_layers: int = field(default=1, metadata={"help": "rtd: generator layers (0: unigram)."})
+    generator_sampling_temperature: float = field(
+        default=1.0, metadata={"help": "rtd: replacements sampled from softmax(generator logits / T)."}
+    )
     position_embedding_type: str = field(
         default="rotary", metadata={"help": "How every model encodes positions: rotary or absolute (a learned table)."}
     )
@@ -269,6 +272,8 @@ class StudySettings:
         from .configuration_glm import POSITION_EMBEDDING_INITS, POSITION_EMBEDDING_TYPES, check_choice
 
         check_choice("position_embedding_type", self.position_embedding_type, POSITION_EMBEDDING_TYPES)
+        if not self.generator_sampling_temperature > 0:
+            raise ValueError(f"generator_sampling_temperature must be > 0, got {self.generator_sampling_temperature}")
         check_choice("position_embedding_init", self.position_embedding_init, POSITION_EMBEDDING_INITS)
 
 
@@ -349,6 +354,8 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
     done_path, settings_path = os.path.join(run_dir, "budgets.json"), os.path.join(run_dir, "run_settings.json")
     run_settings = {"objective": objective, "budgets": budgets, "tokenizer": tokenizer_dir,
                     **{name: getattr(settings, name) for name in PRETRAINING_SETTINGS}}
+    if settings.generator_sampling_temperature != 1.0:  # recorded when set: runs made before it existed stay valid
+        run_settings["generator_sampling_temperature"] = settings.generator_sampling_temperature
     finished = finished_pretraining_run(run_dir, run_settings)
     if finished is not None:
         return finished
@@ -358,7 +365,8 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
     overrides += (f",position_embedding_type={settings.position_embedding_type}"
                   f",position_embedding_init={settings.position_embedding_init}")
     if objective == "rtd":
-        overrides += f",generator_num_hidden_layers={settings.generator_num_hidden_layers}"
+        overrides += (f",generator_num_hidden_layers={settings.generator_num_hidden_layers}"
+                      f",generator_sampling_temperature={settings.generator_sampling_temperature}")
     model_args = ModelArguments(
         model_size=settings.model_size, tokenizer_name=tokenizer_dir, config_overrides=overrides
     )

@@ -98,6 +98,38 @@ def test_rtd_unigram_distribution_is_saved_and_checked(tiny_tokenizer, tmp_path)
         GLMForPreTraining(_config(tiny_tokenizer)).set_generator_distribution(probabilities)
 
 
+@pytest.mark.parametrize("generator_layers", [1, 0])
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_rtd_replacements_are_sampled_at_the_generator_temperature(generator_layers, temperature, tiny_tokenizer,
+                                                                     monkeypatch):
+    """Replacements come from the generator's distribution raised to 1/T (softmax of logits / T), network or table."""
+    sampled_from = []
+    multinomial = torch.multinomial
+
+    def recording_multinomial(probabilities, *args, **kwargs):
+        sampled_from.append(probabilities / probabilities.sum(-1, keepdim=True))
+        return multinomial(probabilities, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", recording_multinomial)
+    torch.manual_seed(0)
+    model = GLMForPreTraining(_config(tiny_tokenizer, pretraining_objective="rtd",
+                                      generator_num_hidden_layers=generator_layers,
+                                      generator_sampling_temperature=temperature))
+    table = torch.rand(len(tiny_tokenizer)) ** 4
+    if generator_layers == 0:
+        model.set_generator_distribution(table)
+    batch, labels = _masked_batch(tiny_tokenizer)
+    output = model(**batch, labels=labels)
+    if generator_layers:
+        expected = torch.softmax(output.prediction_logits.detach().float() / temperature, dim=-1)
+    else:
+        expected = (table / table.sum()) ** (1 / temperature)
+        expected = expected / expected.sum()
+    torch.testing.assert_close(sampled_from[-1], expected)
+    with pytest.raises(ValueError, match="generator_sampling_temperature must be > 0, got 0"):
+        _config(tiny_tokenizer, pretraining_objective="rtd", generator_sampling_temperature=0)
+
+
 def test_rtd_discriminator_on_a_padded_batch_equals_each_sequence_alone(tiny_tokenizer):
     """The fast path (unpadded encoder, head on real tokens only) computes what each sequence alone gives."""
     torch.manual_seed(0)

@@ -33,6 +33,8 @@ def test_settings_name_the_bad_flag():
         StudySettings(budgets="100,0")
     with pytest.raises(ValueError, match=r"position_embedding_type must be one of \['absolute', 'rotary'\]"):
         StudySettings(position_embedding_type="alibi")
+    with pytest.raises(ValueError, match="generator_sampling_temperature must be > 0, got -1"):
+        StudySettings(generator_sampling_temperature=-1)
     settings = StudySettings(objectives="rtd, mlm", budgets="300,100,300")
     assert settings.objective_list == ["rtd", "mlm"] and settings.budget_list == [100, 300]
 
