@@ -266,6 +266,11 @@ def check_starting_checkpoint(folder: str) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- stage records
+def _count(items, noun: str) -> str:
+    """``_count([1e-4], "rate")`` -> ``"1 rate"``; two or more: ``"2 rates"``."""
+    return f"{len(items)} {noun}{'' if len(items) == 1 else 's'}"
+
+
 @dataclass
 class Stage:
     """One step of the job: a folder, the settings that shape it, the function that fills it, and whether an
@@ -500,8 +505,8 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
               + f" with {s.objective} ({s.pretrain_steps} steps)",
               {name: _public_settings(args) for name, args in zip(("model", "data", "training"), pretrain_args)},
               lambda: pretrain(*pretrain_args), upstream=["tokenizer"], resumable=True),
-        Stage("finetune", f"fine-tune it on the sentiment task ({len(protocol.learning_rates)} rates x "
-              f"{len(protocol.seeds)} seeds of {s.finetune_steps} steps), test", asdict(protocol), run_finetune,
+        Stage("finetune", f"fine-tune it on the sentiment task ({_count(protocol.learning_rates, 'rate')} x "
+              f"{_count(protocol.seeds, 'seed')} of {s.finetune_steps} steps), test", asdict(protocol), run_finetune,
               upstream=[pretrained_stage], resumable=True),
         Stage("finetune_checkpoint", f"the same fine-tuning from {s.init_from} as it is (no continued pretraining)",
               asdict(protocol), lambda: tune_and_repeat(path("finetune_checkpoint"), protocol, init_dir=s.init_from,
