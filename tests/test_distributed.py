@@ -6,7 +6,6 @@ DeepSpeed expect; an FSDP wrap class GLM does not have is named at start-up."""
 import json
 import logging
 import os
-import subprocess
 import sys
 import textwrap
 
@@ -14,7 +13,7 @@ import pytest
 import torch
 import yaml
 from test_pretraining import REPO, base_args, corpus_dir, logged_losses, run_subprocess, tokenizer_dir  # noqa: F401
-from test_remote_code import CHILD_SCRIPT, TEXTS
+from test_remote_code import TEXTS, load_in_fresh_process
 
 from glm_hf.training_setup import check_distributed_settings
 
@@ -148,17 +147,7 @@ def test_fsdp_trains_like_ddp_and_saves_a_folder_that_loads(fsdp_run, corpus_dir
         expected = {key: value for key, value in model(**inputs).items() if value is not None}
     assert isinstance(AutoModelForPreTraining.from_pretrained(output_dir), GLMForPreTraining)
 
-    torch.save(inputs, tmp_path / "inputs.pt")
-    spec = {"cases": {"fsdp": [str(output_dir), "AutoModelForPreTraining"]}, "inputs": str(tmp_path / "inputs.pt"),
-            "report": str(tmp_path / "report.pt"), "num_threads": torch.get_num_threads()}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    (tmp_path / "child.py").write_text(CHILD_SCRIPT)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    completed = subprocess.run([sys.executable, "child.py", "spec.json"], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    report = torch.load(tmp_path / "report.pt", weights_only=False)
+    report = load_in_fresh_process(tmp_path, {"fsdp": (str(output_dir), "AutoModelForPreTraining")}, inputs)
     assert report["glm_hf_importable"] is False
     loaded = report["models"]["fsdp"]
     assert loaded["module"].startswith("transformers_modules.") and loaded["class"] == "GLMForPreTraining"

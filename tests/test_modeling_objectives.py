@@ -2,14 +2,10 @@
 shapes and losses, the fast path on padded batches, shared generator embeddings, save/load, and reload as remote code
 in a fresh process without glm_hf."""
 
-import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from test_remote_code import CHILD_SCRIPT, TEXTS
+from test_remote_code import TEXTS, load_in_fresh_process
 
 from glm_hf import GLMConfig, GLMForPreTraining, GLMForSequenceClassification, GLMModel
 
@@ -176,17 +172,7 @@ def test_objectives_reload_as_remote_code_without_glm_hf(tiny_tokenizer, tmp_pat
             expected[name] = {k: v for k, v in model(**inputs).items() if v is not None}
         model.save_pretrained(tmp_path / name)
         cases[name] = (str(tmp_path / name), auto_class)
-    torch.save(inputs, tmp_path / "inputs.pt")
-    spec = {"cases": cases, "inputs": str(tmp_path / "inputs.pt"), "report": str(tmp_path / "report.pt"),
-            "num_threads": torch.get_num_threads()}
-    (tmp_path / "spec.json").write_text(json.dumps(spec))
-    (tmp_path / "child.py").write_text(CHILD_SCRIPT)
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HUB_OFFLINE": "1"}
-    env.pop("PYTHONPATH", None)
-    completed = subprocess.run([sys.executable, "child.py", "spec.json"], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    report = torch.load(tmp_path / "report.pt", weights_only=False)
+    report = load_in_fresh_process(tmp_path, cases, inputs)
     assert report["glm_hf_importable"] is False
     for name, outputs in expected.items():
         loaded = report["models"][name]

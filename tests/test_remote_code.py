@@ -86,6 +86,33 @@ CHILD_SCRIPT = textwrap.dedent(
 )
 
 
+def load_in_fresh_process(root, cases: dict[str, tuple[str, str]], inputs: dict) -> dict:
+    """Load each case (name -> (folder, Auto class)) with ``trust_remote_code=True`` in a fresh Python process where
+    glm_hf cannot be imported, run it on ``inputs``; returns the child's report (outputs, classes, importability)."""
+    torch.save(inputs, root / "inputs.pt")
+    spec = {
+        "cases": cases,
+        "inputs": str(root / "inputs.pt"),
+        "report": str(root / "report.pt"),
+        "num_threads": torch.get_num_threads(),  # same thread count: same kernels, so bit-identical results
+    }
+    (root / "spec.json").write_text(json.dumps(spec))
+    (root / "child.py").write_text(CHILD_SCRIPT)
+    modules = str(root / "hf_modules")
+    env = {**os.environ, "HF_MODULES_CACHE": modules, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    env.pop("PYTHONPATH", None)
+    completed = subprocess.run(
+        [sys.executable, str(root / "child.py"), str(root / "spec.json")],
+        cwd=str(root),  # not the repository root, so glm_hf is not importable from the working directory
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return torch.load(root / "report.pt", weights_only=False)
+
+
 def _perturbed(model_class, config, seed):
     torch.manual_seed(seed)
     model = model_class(config)
@@ -160,34 +187,8 @@ def remote_code_run(tiny_tokenizer, tmp_path_factory):
     expected["trainer-checkpoint"] = _outputs(trainer.model, inputs)
     cases["trainer-checkpoint"] = (checkpoint, "AutoModelForSequenceClassification")
 
-    torch.save(inputs, root / "inputs.pt")
-    spec = {
-        "cases": cases,
-        "inputs": str(root / "inputs.pt"),
-        "report": str(root / "report.pt"),
-        "num_threads": torch.get_num_threads(),  # same thread count: same kernels, so bit-identical results
-    }
-    with open(root / "spec.json", "w") as f:
-        json.dump(spec, f)
-    (root / "child.py").write_text(CHILD_SCRIPT)
+    report = load_in_fresh_process(root, cases, inputs)
     modules_cache = root / "hf_modules"
-    env = {
-        **os.environ,
-        "HF_MODULES_CACHE": str(modules_cache),
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    env.pop("PYTHONPATH", None)
-    completed = subprocess.run(
-        [sys.executable, str(root / "child.py"), str(root / "spec.json")],
-        cwd=str(root),  # not the repository root, so glm_hf is not importable from the working directory
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-    report = torch.load(root / "report.pt", weights_only=False)
     return {"expected": expected, "report": report, "cases": cases, "modules_cache": str(modules_cache)}
 
 
