@@ -70,8 +70,9 @@ _PHOTO_NOTE = re.compile(r"（附(图片|照片)[^）]*）$")  # "（附图片�
 
 @dataclass(kw_only=True)
 class CorpusArguments:
-    """Which corpus of documents to read (:func:`load_documents`): the flags the tokenizer and pretraining commands
-    share, with their checks. Keyword-only, so that a command's own arguments may add required fields."""
+    """Which corpus of documents to read (:func:`load_documents`), and whether as a stream (:mod:`glm_hf.streaming`):
+    the flags the tokenizer and pretraining commands share, with their checks. Keyword-only, so that a command's own
+    arguments may add required fields."""
 
     dataset_name: str | None = field(
         default=None,
@@ -94,6 +95,19 @@ class CorpusArguments:
         metadata={"help": "Encoding of the data files, e.g. gbk or gb18030 for older Chinese text (UTF-8 with a BOM "
                   "is read as UTF-8)."},
     )
+    streaming: bool = field(
+        default=False,
+        metadata={"help": "Read the corpus as a stream (a file, glob or folder of text / JSON lines / CSV / Parquet "
+                  "shards, a save_to_disk folder, or the embedded corpus): memory does not grow with the corpus. "
+                  "Pretraining: needs --max_steps; each process reads its own documents; the corpus repeats, "
+                  "reshuffled, until --max_steps; NSP's random segment B comes from the documents read last."},
+    )
+    streaming_eval_documents: int = field(
+        default=500,
+        metadata={"help": "--streaming: the corpus's first N documents are held out of training, in place of "
+                  "--validation_split_percentage (0: none). The tokenizer measures its UNK rate on them; pretraining "
+                  "evaluates on them, unless --validation_file is given (then none are held out)."},
+    )
 
     def __post_init__(self):
         if (self.dataset_name is None) == (self.train_file is None):
@@ -105,6 +119,8 @@ class CorpusArguments:
                 f"document_separator must be one of {DOCUMENT_SEPARATORS}, got {self.document_separator!r}"
             )
         check_encoding_name(self.encoding)
+        if self.streaming_eval_documents < 0:
+            raise ValueError(f"--streaming_eval_documents must be >= 0, got {self.streaming_eval_documents}")
 
 
 def split_sentences(text: str) -> list[str]:

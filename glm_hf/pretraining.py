@@ -72,7 +72,6 @@ from .pretraining_data import (
 )
 from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
 from .streaming import (
-    RECENT_DOCUMENTS,
     PreTrainingStream,
     hold_out_documents,
     packed_examples,
@@ -194,20 +193,8 @@ class DataTrainingArguments(CorpusArguments):
     )
     max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training pairs."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many evaluation pairs."})
-    streaming: bool = field(
-        default=False,
-        metadata={"help": "Read the training corpus as a stream (a file, glob or folder of text / JSON lines / CSV / "
-                  "Parquet shards, a save_to_disk folder, or the embedded corpus): memory does not grow with the "
-                  "corpus. Needs --max_steps; each process reads its own documents; the corpus repeats, reshuffled, "
-                  f"until --max_steps. NSP's random segment B comes from the last {RECENT_DOCUMENTS} documents read."},
-    )
     shuffle_buffer_size: int = field(
         default=10000, metadata={"help": "--streaming: documents are shuffled in a buffer of this many (seeded)."}
-    )
-    streaming_eval_documents: int = field(
-        default=500,
-        metadata={"help": "--streaming without --validation_file: the corpus's first N documents are held out of "
-                  "training and evaluated on (0: no evaluation)."},
     )
 
     def __post_init__(self):
@@ -245,8 +232,6 @@ def check_streaming_arguments(data_args: "DataTrainingArguments") -> None:
             raise ValueError(f"--{name} cannot be used with --streaming: {reason}")
     if data_args.shuffle_buffer_size < 1:
         raise ValueError(f"--shuffle_buffer_size must be a positive integer, got {data_args.shuffle_buffer_size}")
-    if data_args.streaming_eval_documents < 0:
-        raise ValueError(f"--streaming_eval_documents must be >= 0, got {data_args.streaming_eval_documents}")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -57,16 +57,6 @@ class TokenizerTrainingArguments(CorpusArguments):
         default=None, metadata={"help": "Train on at most this many documents (quick runs)."}
     )
     seed: int = field(default=42, metadata={"help": "Seed of the held-out document split."})
-    streaming: bool = field(
-        default=False,
-        metadata={"help": "Read the corpus as a stream (a file, glob or folder of text / JSON lines / CSV / Parquet "
-                  "shards, a save_to_disk folder, or the embedded corpus): memory does not grow with the corpus."},
-    )
-    streaming_eval_documents: int = field(
-        default=500,
-        metadata={"help": "--streaming: the corpus's first N documents are held out to measure the UNK rate (in "
-                  "place of --validation_split_percentage; 0: none)."},
-    )
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing non-empty output_dir."})
 
     def __post_init__(self):
@@ -77,8 +67,6 @@ class TokenizerTrainingArguments(CorpusArguments):
             raise ValueError(f"min_frequency must be >= 1, got {self.min_frequency}")
         if self.limit_alphabet is not None and self.limit_alphabet < 1:
             raise ValueError(f"limit_alphabet must be a positive integer, got {self.limit_alphabet}")
-        if self.streaming_eval_documents < 0:
-            raise ValueError(f"--streaming_eval_documents must be >= 0, got {self.streaming_eval_documents}")
         if not 0 <= self.validation_split_percentage < 100:
             raise ValueError(
                 f"validation_split_percentage must be in [0, 100), got {self.validation_split_percentage}"

