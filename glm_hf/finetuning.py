@@ -60,7 +60,7 @@ from .data_files import (
 )
 from .evaluation import LOSS_CURVE_FILE, build_compute_metrics, decode_logits, save_confusion_matrix
 from .model_sources import from_pretrained
-from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity
 from .training_setup import (
     BaseModelArguments,
     apply_config_overrides,
@@ -757,7 +757,8 @@ def finetuning_run_identity(model_args, data_args, training_args, task: "TaskSpe
         model_args.model_source,
         data_fingerprint({"train_file": data_args.train_file, "validation_file": data_args.validation_file,
                           "test_file": data_args.test_file, "dataset_name": data_args.dataset_name}),
-        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
+        (model_args, data_args, training_args),
+        leave_out=operational,
     )
 
 

@@ -64,7 +64,7 @@ from .ner_data import (
     read_ner_file,
     repair_bio,
 )
-from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity
 from .training_setup import (
     check_distributed_settings,
     check_max_steps,
@@ -448,7 +448,8 @@ def ner_run_identity(model_args, data_args, training_args, label_names: list[str
         "finetune-ner", {"problem_type": "token_classification"}, label_names, model_args.model_source,
         data_fingerprint({name: getattr(data_args, name) for name in
                           ("train_file", "validation_file", "test_file", "dataset_name")}),
-        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
+        (model_args, data_args, training_args),
+        leave_out=operational,
     )
 
 

@@ -44,7 +44,7 @@ from .finetuning_ner import (
     score_split,
     tokenize_ner_splits,
 )
-from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity
 from .training_setup import check_distributed_settings, check_max_steps, checkpoint_to_resume, parse_args, setup_logging
 
 logger = logging.getLogger(__name__)
@@ -239,7 +239,8 @@ def multitask_run_identity(model_args, data_args, training_args) -> dict:
         "finetune-multitask", {"problem_type": "multi_task"}, list(TASKS), model_args.model_source,
         data_fingerprint({"classification_dataset": data_args.classification_dataset,
                           "ner_dataset": data_args.ner_dataset}),
-        shaping_arguments(model_args, data_args, training_args, leave_out=operational),
+        (model_args, data_args, training_args),
+        leave_out=operational,
     )
 
 

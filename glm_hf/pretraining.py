@@ -70,7 +70,7 @@ from .pretraining_data import (
     pair_options,
     tokenize_documents,
 )
-from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity, shaping_arguments
+from .run_folder import RecipeTrainingArguments, RunFolder, data_fingerprint, run_identity
 from .streaming import (
     PreTrainingStream,
     hold_out_documents,
@@ -869,10 +869,6 @@ def pretraining_run_identity(model_args, data_args, training_args) -> dict:
         "cache_dir", "trust_remote_code", "train_file", "validation_file", "preprocessing_num_workers",
         "overwrite_cache", "max_eval_samples",
     )
-    arguments = shaping_arguments(model_args, data_args, training_args, leave_out=operational)
-    if not data_args.streaming:  # a run without --streaming keeps the identity it had before the flag existed
-        for name in ("streaming", "shuffle_buffer_size", "streaming_eval_documents"):
-            arguments.pop(name, None)
     return run_identity(
         "pretrain",
         data_args.objective,
@@ -880,7 +876,8 @@ def pretraining_run_identity(model_args, data_args, training_args) -> dict:
         model_args.model_source,
         data_fingerprint({"dataset_name": data_args.dataset_name, "train_file": data_args.train_file,
                           "validation_file": data_args.validation_file}),
-        arguments,
+        (model_args, data_args, training_args),
+        leave_out=operational,
     )
 
 

@@ -2,11 +2,13 @@
 run wrote there, and which of its checkpoints are whole.
 
 - A run record (``_glm_run.json``) says what a run is -- command, task and labels, model source, a fingerprint of
-  its data and of the arguments that shape the model -- and which entries of the folder the run wrote. Running the
-  same command again resumes; another run is refused, unless ``--overwrite_output_dir``, which removes the recorded
-  outputs of the previous run (and nothing else) before starting over. Only names the recipes write are recorded:
-  a file the user adds during a run stays the user's. An evaluation-only run writes into the folder of the model it
-  scores (or of a run started from that model), or into a folder holding none of the results it would write.
+  its data and of the arguments that shape the model, with their defaults -- and which entries of the folder the run
+  wrote. Running the same command again resumes; a flag added (or removed) since the run was recorded makes no other
+  run while it is at its default (:func:`differing_settings`, the main job's rule too); another run is refused,
+  unless ``--overwrite_output_dir``, which removes the recorded outputs of the previous run (and nothing else) before
+  starting over. Only names the recipes write are recorded: a file the user adds during a run stays the user's. An
+  evaluation-only run writes into the folder of the model it scores (or of a run started from that model), or into a
+  folder holding none of the results it would write.
 - An exclusive lock (``_glm_run.lock``, ``fcntl.flock``) is held for the whole run: a second run into the same folder
   stops at once, naming the first. The kernel releases it when the process ends, so a killed run leaves no stale lock.
 - A checkpoint cut mid-write (no or unreadable ``trainer_state.json``, a truncated weights file) is skipped, with a
@@ -26,7 +28,7 @@ import shutil
 import socket
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 from transformers import TrainerCallback, TrainingArguments
 
@@ -97,6 +99,11 @@ def data_fingerprint(sources: dict[str, str | None]) -> dict[str, str]:
     return fingerprints
 
 
+def _as_json(values):
+    """``values`` as a record reads them back (tuples as lists, anything else JSON cannot hold as its ``str``)."""
+    return json.loads(json.dumps(values, default=str))
+
+
 def shaping_arguments(*argument_sets, leave_out: tuple[str, ...] = ()) -> dict:
     """The values of the argument dataclasses that shape the model, JSON-safe (as the record reads them back)."""
     values = {}
@@ -105,20 +112,74 @@ def shaping_arguments(*argument_sets, leave_out: tuple[str, ...] = ()) -> dict:
             values.update({name: getattr(arguments, name, None) for name in SHAPING_TRAINING_ARGUMENTS})
         else:
             values.update(asdict(arguments))
-    kept = {name: value for name, value in values.items() if name not in leave_out}
-    return json.loads(json.dumps(kept, default=str))
+    return _as_json({name: value for name, value in values.items() if name not in leave_out})
 
 
-def run_identity(command: str, task, labels, model: str | None, data: dict, arguments: dict) -> dict:
-    """What makes two runs the same run; compared key by key to say what differs."""
-    return json.loads(json.dumps(
-        {"command": command, "task": task, "labels": labels, "model": model, "data": data, "arguments": arguments},
-        default=str,
-    ))
+def argument_defaults(arguments) -> dict:
+    """``{field: default}`` of an argument dataclass (``default`` or ``default_factory``), JSON-safe; a field without a
+    default (a required flag) is left out. ``TrainingArguments`` too: a default instance would tell the defaults its
+    ``__post_init__`` settles, but building one resets accelerate's process-wide (distributed) state mid-run. Such a
+    field, added later at its default, counts as a difference: the run is redone, never wrongly kept."""
+    defaults = {}
+    for argument in fields(arguments):
+        if argument.default is not MISSING:
+            defaults[argument.name] = argument.default
+        elif argument.default_factory is not MISSING:
+            defaults[argument.name] = argument.default_factory()
+    return _as_json(defaults)
 
 
-def describe_differences(recorded: dict, wanted: dict) -> str:
-    """``labels ['0', '1'] -> ['neg', 'pos']; --train_file: other data; ...`` (the first few differences)."""
+def shaping_defaults(*argument_sets, leave_out: tuple[str, ...] = ()) -> dict:
+    """The defaults of what :func:`shaping_arguments` records, by the same names."""
+    defaults = {}
+    for arguments in argument_sets:
+        known = argument_defaults(arguments)
+        if isinstance(arguments, TrainingArguments):
+            known = {name: known[name] for name in SHAPING_TRAINING_ARGUMENTS if name in known}
+        defaults.update(known)
+    return {name: value for name, value in defaults.items() if name not in leave_out}
+
+
+def differing_settings(recorded: dict, wanted: dict, recorded_defaults: dict, wanted_defaults: dict) -> list[str]:
+    """The settings by which a recorded run is another run than the one wanted (empty: the same run).
+
+    A setting on both sides differs when its values do -- a changed default included (the run was made with the old
+    one). A setting on one side only -- added since the run was recorded, or removed -- differs only when it is not
+    at its default on that side: a new flag left at its default does not make a finished run another run. A setting
+    without a known default (a record that kept none) always differs. Groups of settings (a dict whose default is a
+    dict, e.g. the argument sets of a main-job stage) are compared setting by setting, as ``group.name``.
+    """
+    differences = []
+    for name in sorted(set(recorded) | set(wanted)):
+        if name in recorded and name in wanted:
+            old, new = recorded[name], wanted[name]
+            old_defaults, new_defaults = recorded_defaults.get(name), wanted_defaults.get(name)
+            if all(isinstance(value, dict) for value in (old, new, old_defaults, new_defaults)):
+                differences += [f"{name}.{inner}" for inner in differing_settings(old, new, old_defaults, new_defaults)]
+            elif old != new:
+                differences.append(name)
+        else:
+            values, defaults = (recorded, recorded_defaults) if name in recorded else (wanted, wanted_defaults)
+            if name not in defaults or values[name] != defaults[name]:
+                differences.append(name)
+    return differences
+
+
+def run_identity(command: str, task, labels, model: str | None, data: dict, argument_sets: tuple,
+                 leave_out: tuple[str, ...] = ()) -> dict:
+    """What makes two runs the same run (compared by :func:`run_differences`): the command, task, labels, model
+    source and data, and the arguments of ``argument_sets`` that shape the model (without ``leave_out``), with their
+    defaults -- kept in the record so that a flag added or removed later at its default is no difference."""
+    return _as_json({
+        "command": command, "task": task, "labels": labels, "model": model, "data": data,
+        "arguments": shaping_arguments(*argument_sets, leave_out=leave_out),
+        "argument_defaults": shaping_defaults(*argument_sets, leave_out=leave_out),
+    })
+
+
+def run_differences(recorded: dict, wanted: dict) -> list[str]:
+    """``["labels ['0', '1'] -> ['neg', 'pos']", "--train_file: other data", ...]``: what makes the recorded run
+    another run than the wanted one (empty: the same run); arguments by :func:`differing_settings`."""
     differences = [
         f"{key} {recorded.get(key)!r} -> {wanted.get(key)!r}"
         for key in ("command", "task", "labels", "model")
@@ -129,12 +190,20 @@ def describe_differences(recorded: dict, wanted: dict) -> str:
                     if old_data.get(flag) != new_data.get(flag)]
     model_flags = ("model_name_or_path", "model_size", "config_name")  # already said by "model"
     old_arguments, new_arguments = recorded.get("arguments") or {}, wanted.get("arguments") or {}
+    # Records of earlier versions kept no defaults: an argument they hold that is gone now counts as a difference.
+    changed = differing_settings(old_arguments, new_arguments, recorded.get("argument_defaults") or {},
+                                 wanted.get("argument_defaults") or {})
     differences += [
         f"--{name} {old_arguments.get(name)!r} -> {new_arguments.get(name)!r}"
-        for name in sorted(set(old_arguments) | set(new_arguments))
-        if old_arguments.get(name) != new_arguments.get(name)
-        and not (name in model_flags and recorded.get("model") != wanted.get("model"))
+        for name in changed
+        if not (name in model_flags and recorded.get("model") != wanted.get("model"))
     ]
+    return differences
+
+
+def describe_differences(recorded: dict, wanted: dict) -> str:
+    """``labels ['0', '1'] -> ['neg', 'pos']; --train_file: other data; ...`` (the first few differences)."""
+    differences = run_differences(recorded, wanted)
     shown = differences[:4] + ([f"{len(differences) - 4} more"] if len(differences) > 4 else [])
     return "; ".join(shown)
 
@@ -380,10 +449,9 @@ class RunFolder:
         if record is None:
             self._refuse_unrecorded_outputs(entries)
             return [], self._new_record(entries)
-        recorded = {key: record.get(key) for key in self.identity}
         if not self.overwrite:
-            if recorded != self.identity:
-                differences = describe_differences(recorded, self.identity)
+            if run_differences(record, self.identity):
+                differences = describe_differences(record, self.identity)
                 raise ValueError(
                     f"--output_dir {self.output_dir} holds another run ({differences}); nothing was written -- give "
                     "another --output_dir, or pass --overwrite_output_dir to replace that run's outputs"

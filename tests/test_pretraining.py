@@ -239,6 +239,30 @@ def test_arguments_are_checked():
         main(["--model_size", "huge", "--tokenizer_name", "t", "--dataset_name", "embedded", "--output_dir", "o"])
 
 
+def test_a_run_recorded_before_streaming_existed_is_the_same_run_without_it(tmp_path):
+    """--streaming and its flags came after runs were recorded: a rerun that leaves them at their defaults is the
+    same run (the general rule of run_folder.differing_settings, no special case), one that streams is another."""
+    from transformers import TrainingArguments
+
+    from glm_hf.pretraining import pretraining_run_identity
+    from glm_hf.run_folder import run_differences
+
+    def identity(**data):
+        return pretraining_run_identity(
+            ModelArguments(model_size="tiny", tokenizer_name="tok"),
+            DataTrainingArguments(dataset_name="embedded", **data),
+            TrainingArguments(output_dir=str(tmp_path), max_steps=4),
+        )
+
+    earlier = identity()
+    del earlier["argument_defaults"]  # records of earlier versions kept no defaults
+    for name in ("streaming", "shuffle_buffer_size", "streaming_eval_documents"):
+        del earlier["arguments"][name]
+    assert run_differences(earlier, identity()) == []
+    assert run_differences(earlier, identity(streaming=True)) == ["--streaming None -> True"]
+    assert run_differences(identity(), identity(shuffle_buffer_size=20)) == ["--shuffle_buffer_size 10000 -> 20"]
+
+
 # -- the other objectives ------------------------------------------------------------------------------------------
 
 
