@@ -18,7 +18,9 @@ reload of ``finetune/`` with ``AutoModelForSequenceClassification.from_pretraine
 
 Re-running resumes: a stage whose completion record (``.stages/<stage>.json``) matches its settings is skipped; an
 interrupted pretraining resumes from its last checkpoint, an interrupted fine-tuning stage keeps its finished runs;
-anything else half-written is removed and redone. A stage whose settings changed is redone with everything after it.
+anything else half-written is removed and redone. A stage whose settings changed is redone with everything after it;
+settings are compared one by one, by the rule of run folders: one the library added since, at its default, changes
+nothing (:func:`glm_hf.run_folder.differing_settings`).
 Only what the job recorded as its own is ever removed or overwritten: a stage folder without a record (the user's own
 ``tokenizer/``, say), a ``main_results.json`` in a folder without records and, with ``--overwrite``, any entry that is
 not the job's stop the job with a message instead.
@@ -39,6 +41,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from .evaluation import read_json, write_json
+from .run_folder import argument_defaults, differing_settings
 from .study import (
     UNTRAINED_MACRO_F1,
     FinetuneProtocol,
@@ -273,8 +276,9 @@ def _count(items, noun: str) -> str:
 
 @dataclass
 class Stage:
-    """One step of the job: a folder, the settings that shape it, the function that fills it, and whether an
-    interrupted run of it can continue (Trainer checkpoints, finished fine-tuning cells) instead of starting over."""
+    """One step of the job: a folder, the settings that shape it (and their defaults, in the same shape), the function
+    that fills it, and whether an interrupted run of it can continue (Trainer checkpoints, finished fine-tuning cells)
+    instead of starting over."""
 
     name: str
     description: str
@@ -283,22 +287,53 @@ class Stage:
     upstream: list[str] = field(default_factory=list)
     resumable: bool = False
     data_version: str = ""  # changes when the embedded data (its cleaning or split) changes
+    defaults: dict = field(default_factory=dict)  # a setting without one always counts when added or removed
 
-    def fingerprint(self, records: dict[str, dict]) -> str:
-        """Changes when this stage's settings, the embedded data or any upstream result changes."""
+    def what_shapes_it(self, records: dict[str, dict], settings: dict | None = None) -> dict:
+        """What the fingerprint is taken of: the settings, the upstream stages' fingerprints, glm_hf's version and
+        the embedded data's."""
         from . import __version__
 
-        payload = {
-            "settings": self.settings,
+        return {
+            "settings": self.settings if settings is None else settings,
             "upstream": {name: records.get(name, {}).get("fingerprint") for name in self.upstream},
             "glm_hf": __version__,
             "data": self.data_version,
         }
+
+    def fingerprint(self, records: dict[str, dict], settings: dict | None = None) -> str:
+        """Changes when this stage's settings, the embedded data or any upstream result changes."""
+        payload = self.what_shapes_it(records, settings)
         return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+    def comparable(self, records: dict[str, dict]) -> dict:
+        """What a stage record keeps so that a later run can compare it setting by setting: what the fingerprint is
+        taken of, JSON-safe, and the settings' defaults."""
+        return json.loads(json.dumps({**self.what_shapes_it(records), "setting_defaults": self.defaults}, default=str))
+
+    def differences(self, record: dict, records: dict[str, dict]) -> list[str]:
+        """What makes the run ``record`` holds another run of this stage (empty: the same run). Its fingerprint
+        matching says the same; otherwise the record is compared setting by setting by the rule of run folders
+        (:func:`~glm_hf.run_folder.differing_settings`: a setting added or removed since, at its default, is no
+        difference), so that a new flag of the library does not redo a finished job."""
+        if record.get("fingerprint") == self.fingerprint(records):
+            return []
+        wanted = self.comparable(records)
+        if "upstream" not in record:
+            # Records of earlier versions keep only the settings: their fingerprint, taken again of the recorded
+            # settings, vouches for the rest (upstream results, glm_hf's version, the data). No settings: it alone.
+            if "settings" not in record or record.get("fingerprint") != self.fingerprint(records, record["settings"]):
+                return ["fingerprint"]
+            record = {**wanted, "settings": record["settings"], "setting_defaults": {}}
+        changed = [what for name, what in (("upstream", "upstream stages"), ("glm_hf", "glm_hf version"),
+                                           ("data", "embedded data")) if record.get(name) != wanted[name]]
+        return changed + differing_settings(record.get("settings") or {}, wanted["settings"],
+                                            record.get("setting_defaults") or {}, wanted["setting_defaults"])
 
 
 class StageRecords:
-    """``<job>/.stages/<stage>.json``: ``{"status": "started"|"complete", "fingerprint", ...}``, written atomically."""
+    """``<job>/.stages/<stage>.json``, written atomically: ``{"status": "started"|"complete", "fingerprint", ...}`` and
+    what :meth:`Stage.comparable` keeps (settings and their defaults, upstream fingerprints, versions)."""
 
     def __init__(self, job_dir: str):
         self.folder = os.path.join(job_dir, STATE_DIR)
@@ -370,22 +405,19 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
               total: int = len(STAGES)) -> dict:
     """Run, resume or skip ``stage`` (the ``index``-th of ``total``); returns its completion record."""
     stage_dir = os.path.join(job_dir, stage.name)
-    fingerprint = stage.fingerprint(known)
     record = records.read(stage.name)
+    changes = stage.differences(record, known) if record.get("fingerprint") else None
+    same_run = changes == []
+    # A stage judged the same run keeps its recorded fingerprint: the stages after it recorded that one upstream.
+    fingerprint = record["fingerprint"] if same_run else stage.fingerprint(known)
     header = f"[{index}/{total}] {stage.name}: {stage.description}"
-    if (
-        record.get("status") == "complete"
-        and record.get("fingerprint") == fingerprint
-        and _stage_outputs_present(stage_dir, stage.name)
-    ):
+    if record.get("status") == "complete" and same_run and _stage_outputs_present(stage_dir, stage.name):
+        updated = {**record, **stage.comparable(known)}  # the settings as they are now: compared next time
+        if updated != record:
+            records.write(stage.name, updated)
         print(f"{header} -- done before ({record.get('seconds', 0):.0f} s), skipped", flush=True)
-        return record
-    resuming = (
-        record.get("status") == "started"
-        and record.get("fingerprint") == fingerprint
-        and stage.resumable
-        and os.path.isdir(stage_dir)
-    )
+        return updated
+    resuming = record.get("status") == "started" and same_run and stage.resumable and os.path.isdir(stage_dir)
     if resuming:
         print(f"{header} -- resuming an interrupted run", flush=True)
     else:
@@ -395,11 +427,11 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
                     f"{stage_dir} exists but the job has no record of writing it ({STATE_DIR}/{stage.name}.json); "
                     "nothing was removed -- move it away or give --output_dir another folder"
                 )
-            reason = "settings changed" if record.get("fingerprint") not in (None, fingerprint) else "incomplete"
+            reason = f"settings changed: {', '.join(changes[:4])}" if changes else "incomplete"
             print(f"{header} -- removing the previous {stage.name}/ ({reason})", flush=True)
             shutil.rmtree(stage_dir)
         print(header, flush=True)
-    records.write(stage.name, {"status": "started", "fingerprint": fingerprint, "settings": stage.settings})
+    records.write(stage.name, {"status": "started", "fingerprint": fingerprint, **stage.comparable(known)})
     start = time.perf_counter()
     metrics = stage.run()
     seconds = time.perf_counter() - start  # of this run only, when the stage was resumed
@@ -408,7 +440,7 @@ def run_stage(stage: Stage, job_dir: str, records: StageRecords, known: dict[str
     record = {
         "status": "complete",
         "fingerprint": fingerprint,
-        "settings": stage.settings,
+        **stage.comparable(known),
         "seconds": round(seconds, 1),
         "metrics": metrics if isinstance(metrics, dict) else {},
         "resumed": resuming,
@@ -467,7 +499,7 @@ def tokenizer_stage(job_dir: str, s: JobSettings) -> Stage:
         max_train_documents=s.tokenizer_max_documents, seed=s.seed, overwrite_output_dir=True,
     )
     return Stage("tokenizer", "train a WordPiece tokenizer on the pretraining corpus", asdict(tokenizer_args),
-                 lambda: train_tokenizer(tokenizer_args)[1])
+                 lambda: train_tokenizer(tokenizer_args)[1], defaults=argument_defaults(tokenizer_args))
 
 
 def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") -> list[Stage]:
@@ -478,6 +510,7 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
     path = lambda name: os.path.join(job_dir, name)  # noqa: E731
     s = settings
     pretrain_args = pretraining_arguments(job_dir, s)
+    pretrain_groups = dict(zip(("model", "data", "training"), pretrain_args))
     protocol = s.finetune_protocol()
     continued = not s.init_from or s.pretrain_steps > 0
     pretrained_dir = path("pretrain") if continued else s.init_from  # each holds its tokenizer
@@ -499,22 +532,24 @@ def build_stages(job_dir: str, settings: JobSettings, data_version: str = "") ->
         return {key: value for key, value in baseline.items() if key.startswith("test_")}
 
     pretrained_stage = "pretrain" if continued else "tokenizer"
+    protocol_defaults = argument_defaults(protocol)
     stages = [
         tokenizer_stage(job_dir, s),
         Stage("pretrain", (f"continue pretraining {s.init_from}" if s.init_from else f"pretrain a {s.model_size} GLM")
               + f" with {s.objective} ({s.pretrain_steps} steps)",
-              {name: _public_settings(args) for name, args in zip(("model", "data", "training"), pretrain_args)},
-              lambda: pretrain(*pretrain_args), upstream=["tokenizer"], resumable=True),
+              {name: _public_settings(args) for name, args in pretrain_groups.items()},
+              lambda: pretrain(*pretrain_args), upstream=["tokenizer"], resumable=True,
+              defaults={name: _public_defaults(args) for name, args in pretrain_groups.items()}),
         Stage("finetune", f"fine-tune it on the sentiment task ({_count(protocol.learning_rates, 'rate')} x "
               f"{_count(protocol.seeds, 'seed')} of {s.finetune_steps} steps), test", asdict(protocol), run_finetune,
-              upstream=[pretrained_stage], resumable=True),
+              upstream=[pretrained_stage], resumable=True, defaults=protocol_defaults),
         Stage("finetune_checkpoint", f"the same fine-tuning from {s.init_from} as it is (no continued pretraining)",
               asdict(protocol), lambda: tune_and_repeat(path("finetune_checkpoint"), protocol, init_dir=s.init_from,
                                                         config_dir=s.init_from, tokenizer_dir=s.init_from),
-              upstream=["tokenizer"], resumable=True),
+              upstream=["tokenizer"], resumable=True, defaults=protocol_defaults),
         Stage("finetune_from_scratch", "the same fine-tuning from a random initialisation, test", asdict(protocol),
               lambda: tune_and_repeat(path("finetune_from_scratch"), protocol, init_dir=None, **common),
-              upstream=[pretrained_stage], resumable=True),
+              upstream=[pretrained_stage], resumable=True, defaults=protocol_defaults),
         Stage("baseline", "TF-IDF character n-grams + logistic regression on the same split", {}, run_baseline),
     ]
     # Without --init_from there is no checkpoint row; with --pretrain_steps 0 the checkpoint row is the model itself.
@@ -538,6 +573,12 @@ def _public_settings(arguments) -> dict:
     """The fields of an argument dataclass that shape results (TrainingArguments: without its run-time state)."""
     values = arguments.to_dict() if hasattr(arguments, "to_dict") else asdict(arguments)
     return {key: value for key, value in values.items() if not key.startswith("_") and key not in ("logging_dir",)}
+
+
+def _public_defaults(arguments) -> dict:
+    """The defaults of the fields :func:`_public_settings` keeps."""
+    public = _public_settings(arguments)
+    return {key: value for key, value in argument_defaults(arguments).items() if key in public}
 
 
 # ------------------------------------------------------------------------------------------------------- summary

@@ -146,15 +146,16 @@ def differing_settings(recorded: dict, wanted: dict, recorded_defaults: dict, wa
     A setting on both sides differs when its values do -- a changed default included (the run was made with the old
     one). A setting on one side only -- added since the run was recorded, or removed -- differs only when it is not
     at its default on that side: a new flag left at its default does not make a finished run another run. A setting
-    without a known default (a record that kept none) always differs. Groups of settings (a dict whose default is a
-    dict, e.g. the argument sets of a main-job stage) are compared setting by setting, as ``group.name``.
+    without a known default (a record that kept none) always differs. Groups of settings (a dict whose wanted default
+    is a dict, e.g. the argument sets of a main-job stage) are compared setting by setting, as ``group.name``.
     """
     differences = []
     for name in sorted(set(recorded) | set(wanted)):
         if name in recorded and name in wanted:
             old, new = recorded[name], wanted[name]
             old_defaults, new_defaults = recorded_defaults.get(name), wanted_defaults.get(name)
-            if all(isinstance(value, dict) for value in (old, new, old_defaults, new_defaults)):
+            if isinstance(old, dict) and isinstance(new, dict) and isinstance(new_defaults, dict):
+                old_defaults = old_defaults if isinstance(old_defaults, dict) else {}  # a record that kept none
                 differences += [f"{name}.{inner}" for inner in differing_settings(old, new, old_defaults, new_defaults)]
             elif old != new:
                 differences.append(name)

@@ -216,6 +216,89 @@ def test_stage_records_skip_redo_and_resume(tmp_path, capsys):
     assert records.read("pretrain") == {}
 
 
+def _job_of_two_stages(job_dir: str, calls: list, tokenizer_settings: dict, tokenizer_defaults: dict) -> list[Stage]:
+    """A tokenizer stage with these settings, and a stage after it (its record names the tokenizer's fingerprint)."""
+    return [
+        Stage("tokenizer", "t", tokenizer_settings, _writer(calls, os.path.join(job_dir, "tokenizer"),
+                                                            ["tokenizer_config.json"]), defaults=tokenizer_defaults),
+        Stage("baseline", "b", {"C": 1.0}, _writer(calls, os.path.join(job_dir, "baseline"), [main_job.BASELINE_FILE]),
+              upstream=["tokenizer"], defaults={"C": 1.0}),
+    ]
+
+
+def _run_job(job_dir: str, stages: list[Stage]) -> dict[str, dict]:
+    records, known = StageRecords(job_dir), {}
+    for index, stage in enumerate(stages, start=1):
+        known[stage.name] = run_stage(stage, job_dir, records, known, index)
+    return known
+
+
+def test_a_setting_added_at_its_default_does_not_redo_a_finished_job(tmp_path, capsys):
+    """Stages are compared setting by setting by the rule of run folders (run_folder.differing_settings): a setting
+    added since the job ran, at its default, leaves every stage done; off its default, or any changed value -- a
+    changed default included -- redoes the stage and those after it."""
+    job_dir, calls = str(tmp_path), []
+    finished = _run_job(job_dir, _job_of_two_stages(job_dir, calls, {"vocab_size": 10}, {"vocab_size": 8000}))
+    assert len(calls) == 2
+
+    newer = {"vocab_size": 10, "new_flag": 0}, {"vocab_size": 8000, "new_flag": 0}
+    known = _run_job(job_dir, _job_of_two_stages(job_dir, calls, *newer))
+    assert len(calls) == 2 and capsys.readouterr().out.count("skipped") == 2
+    # The tokenizer keeps its fingerprint (the next stage recorded it); its record now holds the new setting.
+    assert known["tokenizer"]["fingerprint"] == finished["tokenizer"]["fingerprint"]
+    assert StageRecords(job_dir).read("tokenizer")["settings"] == {"vocab_size": 10, "new_flag": 0}
+
+    _run_job(job_dir, _job_of_two_stages(job_dir, calls, {"vocab_size": 10, "new_flag": 1}, newer[1]))
+    assert len(calls) == 4 and "settings changed: new_flag" in capsys.readouterr().out
+    _run_job(job_dir, _job_of_two_stages(job_dir, calls, {"vocab_size": 20, "new_flag": 1}, newer[1]))
+    assert len(calls) == 6 and "settings changed: vocab_size" in capsys.readouterr().out
+
+    # A changed default: the job ran with the old one (recorded as a value), a rerun would get the new one.
+    _run_job(job_dir, _job_of_two_stages(job_dir, calls, {"vocab_size": 8000}, {"vocab_size": 8000}))
+    assert len(calls) == 8
+    _run_job(job_dir, _job_of_two_stages(job_dir, calls, {"vocab_size": 9000}, {"vocab_size": 9000}))
+    assert len(calls) == 10 and "settings changed: vocab_size" in capsys.readouterr().out
+
+
+def test_stage_records_of_earlier_versions_are_honoured(tmp_path, capsys):
+    """A finished job whose records were written before stages were compared setting by setting (a fingerprint and
+    the settings, nothing else) is not redone: not as it is, nor once a setting was added at its default."""
+    job_dir, calls = str(tmp_path), []
+    stages = _job_of_two_stages(job_dir, calls, {"vocab_size": 10}, {"vocab_size": 8000})
+    records, known = StageRecords(job_dir), {}
+    for stage in stages:  # the stage folders and records as the earlier code left them
+        stage.run()
+        fingerprint = stage.fingerprint(known)
+        records.write(stage.name, {"status": "complete", "fingerprint": fingerprint, "settings": stage.settings,
+                                   "seconds": 1.0, "metrics": {"ok": 1.0}, "resumed": False})
+        known[stage.name] = {"fingerprint": fingerprint}
+    calls.clear()
+
+    _run_job(job_dir, stages)
+    assert calls == [] and capsys.readouterr().out.count("skipped") == 2
+    records.write("tokenizer", {"status": "complete", "fingerprint": known["tokenizer"]["fingerprint"]})
+    _run_job(job_dir, stages)  # a record with a fingerprint alone: compared by it
+    assert calls == [] and capsys.readouterr().out.count("skipped") == 2
+
+    records.write("tokenizer", {"status": "complete", "fingerprint": known["tokenizer"]["fingerprint"],
+                                "settings": {"vocab_size": 10}})
+    newer = {"vocab_size": 10, "new_flag": 0}, {"vocab_size": 8000, "new_flag": 0}
+    after = _run_job(job_dir, _job_of_two_stages(job_dir, calls, *newer))
+    assert calls == [] and after["tokenizer"]["fingerprint"] == known["tokenizer"]["fingerprint"]
+    _run_job(job_dir, _job_of_two_stages(job_dir, calls, {"vocab_size": 10, "new_flag": 1}, newer[1]))
+    assert len(calls) == 2 and "settings changed: new_flag" in capsys.readouterr().out
+
+
+def test_stages_know_the_defaults_of_their_settings(tmp_path):
+    stages = {stage.name: stage for stage in main_job.build_stages(str(tmp_path), main_job.JobSettings())}
+    assert set(stages["tokenizer"].settings) - set(stages["tokenizer"].defaults) == {"output_dir"}  # required
+    for group in ("model", "data", "training"):
+        assert set(stages["pretrain"].settings[group]) <= set(stages["pretrain"].defaults[group])
+    assert stages["pretrain"].defaults["data"]["streaming"] is False
+    assert stages["pretrain"].defaults["training"]["learning_rate"] == 5e-5
+    assert set(stages["finetune"].settings) == set(stages["finetune"].defaults)
+
+
 def test_settings_validation():
     parser = main_job.build_parser()
     with pytest.raises(ValueError, match="model_size must be one of"):

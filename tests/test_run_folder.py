@@ -86,6 +86,9 @@ def test_groups_of_settings_are_compared_setting_by_setting():
     assert differing_settings(recorded, {**recorded, "data": {"objective": "mlm", "streaming": True}},
                               defaults, defaults) == ["data.streaming"]
     assert differing_settings(recorded, {**recorded, "model": {"size": "tiny"}}, defaults, defaults) == ["model.size"]
+    # A record that kept no defaults: the groups are the wanted side's.
+    assert differing_settings(recorded, {**recorded, "data": {"objective": "mlm", "streaming": False}},
+                              {}, defaults) == []
 
 
 def test_training_arguments_defaults_are_its_fields_defaults(monkeypatch):
