@@ -255,6 +255,12 @@ class StudySettings:
     )
     finetune_steps: int = field(default=440, metadata={"help": "Fine-tuning steps (one epoch at batch 32)."})
     finetune_pooling: str = field(default="cls", metadata={"help": "Classifier pooling: cls or mean."})
+    compare_with: str | None = field(
+        default=None,
+        metadata={"help": "Comma-separated other study folders (or their study.json) of the same fine-tuning protocol: "
+                  "their rows join this study's in study-compared.png and the printed table, each labelled with "
+                  "the length of the pretraining run it comes from."},
+    )
     quick: bool = field(default=False, metadata={"help": "Tiny grid for smoke tests: its numbers mean nothing."})
 
     def __post_init__(self):
@@ -554,6 +560,45 @@ def plot_study(results: dict, path: str) -> str:
     return save_png(plt, figure, path)
 
 
+COMPARED_FIGURE_FILE = "study-compared.png"
+
+
+def compare_studies(results: dict, others: dict[str, dict]) -> dict:
+    """``results`` with the rows of ``others`` (``{path: study.json}``) joined, every row's objective labelled with the
+    length of its pretraining run ("mlm, 1800-step run"): a checkpoint at 900 steps of a 1,800-step run is not a
+    900-step run (its learning rate has not decayed), so rows of runs of different lengths are told apart. The
+    random-init and TF-IDF rows are this study's; another study must share its fine-tuning protocol and seeds."""
+    def protocol(study: dict) -> dict:
+        return {key: value for key, value in (study.get("protocol") or {}).items() if key != "learning_rates"}
+
+    def labelled(study: dict) -> list[dict]:
+        run_length = {}
+        for row in study["rows"]:
+            run_length[row["objective"]] = max(row["steps"], run_length.get(row["objective"], 0))
+        return [{**row, "objective": f"{row['objective']}, {run_length[row['objective']]}-step run"}
+                for row in study["rows"]]
+
+    rows = labelled(results)
+    for path, other in others.items():
+        if protocol(other) != protocol(results):
+            raise ValueError(f"--compare_with {path}: its fine-tuning protocol or seeds differ from this study's "
+                             f"({protocol(other)} against {protocol(results)}), so its rows cannot be compared")
+        rows += [row for row in labelled(other) if row["objective"] not in {known["objective"] for known in rows}]
+    return {**results, "rows": rows}
+
+
+def read_compared_studies(folders: str) -> dict[str, dict]:
+    """``--compare_with``: ``{path: study.json}`` of each comma-separated study folder or study.json file."""
+    studies = {}
+    for item in (part.strip() for part in folders.split(",")):
+        path = os.path.join(item, RESULTS_FILE) if os.path.isdir(item) else item
+        if not os.path.isfile(path):
+            raise ValueError(f"--compare_with {item}: no study results there ({RESULTS_FILE}); run glm-hf study first")
+        with open(path, encoding="utf-8") as f:
+            studies[path] = json.load(f)
+    return studies
+
+
 def study_table(results: dict) -> str:
     """The study as a markdown table (README, cards); the gain is the row's mean test accuracy minus random init's,
     in points."""
@@ -605,9 +650,13 @@ def main(argv: list[str] | None = None) -> int:
         settings.budgets, settings.budget_list = "4,8", [4, 8]
         settings.model_size, settings.vocab_size = "tiny", 3000
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.WARNING)
+    others = read_compared_studies(settings.compare_with) if settings.compare_with else {}  # bad paths fail first
     results = run_study(settings)
-    print(study_table(results))
     results_path, figure_path = results_paths(settings)
+    if others:
+        results = compare_studies(results, others)
+        figure_path = plot_study(results, os.path.join(settings.output_dir, COMPARED_FIGURE_FILE))
+    print(study_table(results))
     print(f"\nResults: {results_path}")
     print(f"Figure:  {figure_path}")
     return 0

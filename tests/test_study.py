@@ -83,6 +83,30 @@ def test_table_and_figure(tmp_path):
     assert os.listdir(tmp_path) == ["study.png"]  # no temporary file left behind
 
 
+def test_compared_studies_label_rows_by_the_length_of_their_pretraining_run(tmp_path):
+    shorter, longer = _results(), _results()
+    for results in (shorter, longer):
+        results["protocol"] = {"steps": 440, "seeds": [0, 1, 2], "learning_rates": [5e-4]}
+    longer["protocol"]["learning_rates"] = [1e-4, 5e-4]  # a wider rate grid is the same protocol
+    longer["rows"] = [{**row, "steps": 2 * row["steps"]} for row in longer["rows"] if row["objective"] == "mlm"]
+    (tmp_path / "shorter").mkdir()
+    (tmp_path / "shorter" / "study.json").write_text(json.dumps(shorter))
+    compared = study.compare_studies(longer, study.read_compared_studies(str(tmp_path / "shorter")))
+    labels = [(row["objective"], row["steps"]) for row in compared["rows"]]
+    assert labels == [("mlm, 600-step run", 200), ("mlm, 600-step run", 600), ("mlm, 300-step run", 100),
+                      ("mlm, 300-step run", 300), ("rtd, 100-step run", 100), ("mlm_sop, 100-step run", 100)]
+    assert compared["random_init"] is longer["random_init"]  # this study's own
+    assert "| mlm, 300-step run | 300 |" in study_table(compared)
+    with open(study.plot_study(compared, str(tmp_path / "compared.png")), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+    shorter["protocol"]["seeds"] = [0]
+    with pytest.raises(ValueError, match="--compare_with other: its fine-tuning protocol or seeds differ"):
+        study.compare_studies(longer, {"other": shorter})
+    with pytest.raises(ValueError, match="--compare_with .*missing: no study results there"):
+        study.read_compared_studies(str(tmp_path / "missing"))
+
+
 @pytest.mark.slow
 def test_quick_study_end_to_end_then_every_cell_is_skipped(tmp_path, capsys):
     output_dir = tmp_path / "study"
