@@ -568,8 +568,9 @@ def compare_studies(results: dict, others: dict[str, dict]) -> dict:
     length of its pretraining run ("mlm, 1800-step run"): a checkpoint at 900 steps of a 1,800-step run is not a
     900-step run (its learning rate has not decayed), so rows of runs of different lengths are told apart. The
     random-init and TF-IDF rows are this study's; another study must share its fine-tuning protocol and seeds."""
-    def protocol(study: dict) -> dict:
-        return {key: value for key, value in (study.get("protocol") or {}).items() if key != "learning_rates"}
+    def protocol(study: dict) -> dict:  # as JSON reads it (a study in memory holds tuples), without the rate grid
+        return {key: value for key, value in json.loads(json.dumps(study.get("protocol") or {})).items()
+                if key != "learning_rates"}
 
     def labelled(study: dict) -> list[dict]:
         run_length = {}
@@ -580,9 +581,12 @@ def compare_studies(results: dict, others: dict[str, dict]) -> dict:
 
     rows = labelled(results)
     for path, other in others.items():
-        if protocol(other) != protocol(results):
-            raise ValueError(f"--compare_with {path}: its fine-tuning protocol or seeds differ from this study's "
-                             f"({protocol(other)} against {protocol(results)}), so its rows cannot be compared")
+        theirs, ours = protocol(other), protocol(results)
+        if theirs != ours:
+            differing = ", ".join(f"{key} {theirs.get(key)!r} (this study: {ours.get(key)!r})"
+                                  for key in sorted(set(theirs) | set(ours)) if theirs.get(key) != ours.get(key))
+            raise ValueError(f"--compare_with {path}: its fine-tuning protocol differs from this study's "
+                             f"({differing}), so its rows cannot be compared")
         rows += [row for row in labelled(other) if row["objective"] not in {known["objective"] for known in rows}]
     return {**results, "rows": rows}
 

@@ -100,8 +100,11 @@ def test_compared_studies_label_rows_by_the_length_of_their_pretraining_run(tmp_
     with open(study.plot_study(compared, str(tmp_path / "compared.png")), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
+    longer["protocol"]["seeds"] = (0, 1, 2)  # a study in memory holds tuples, its study.json lists
+    assert len(study.compare_studies(longer, {"other": shorter})["rows"]) == 6
     shorter["protocol"]["seeds"] = [0]
-    with pytest.raises(ValueError, match="--compare_with other: its fine-tuning protocol or seeds differ"):
+    with pytest.raises(ValueError, match=r"--compare_with other: .* differs from this study's \(seeds \[0\] "
+                                         r"\(this study: \[0, 1, 2\]\)\)"):
         study.compare_studies(longer, {"other": shorter})
     with pytest.raises(ValueError, match="--compare_with .*missing: no study results there"):
         study.read_compared_studies(str(tmp_path / "missing"))
