@@ -922,7 +922,8 @@ def print_report(summary: dict, job_dir: str) -> None:
     measured_gain = where_both["accuracy"] if where_both["accuracy"] is not None else gain["accuracy"]
     if measured_gain < 0.02:
         print(f"  At this budget pretraining does not pay 2 points ({100 * measured_gain:+.1f}): the compute study "
-              "(`glm-hf study`, results in README.md) measures the budget at which it does (--pretrain_steps).")
+              "(`glm-hf study`, README.md: 'What the 2-point target needs') measures the budget at which it does; "
+              "rerun with more --pretrain_steps (e.g. 1800, twice the default) to get there.")
     for title, key in rows[:2]:
         row = summary["results"][key]
         print(f"  {title}: test accuracy over {row['seeds']} seeds {row['accuracy_min']:.4f}-{row['accuracy_max']:.4f}"
