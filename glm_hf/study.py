@@ -14,7 +14,8 @@ each on the validation and test splits. The TF-IDF baseline is scored on the sam
 Rerunning skips finished cells and resumes an interrupted pretraining run, so a study can span several sittings;
 ``--quick`` is a tiny grid for smoke tests. A fine-tuning variant (``--finetune_pooling mean``, other
 ``--finetune_steps``) keeps its cells and ``study-<variant>.json`` / ``.png`` beside the default's, and a grid of
-fewer budgets ending at the same last budget reuses the finished pretraining runs.
+fewer budgets ending at the same last budget reuses the finished pretraining runs. ``--compare_with`` draws other
+studies' rows beside this one's (``study-compared.png``), labelled by the length of their pretraining run.
 The folder is the study's own: a non-empty folder that holds no study is
 refused, and nothing outside the cells it records is ever removed.
 
