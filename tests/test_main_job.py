@@ -373,6 +373,18 @@ def test_a_run_that_never_trains_is_named_and_the_gain_is_also_given_without_it(
         "; per seed: +2.0, +31.0 accuracy points; over the seeds where both runs trained: +2.0 points")
 
 
+def test_a_gain_below_the_target_says_where_the_budget_that_pays_it_is_measured():
+    summary = {"pretraining_gain": {"accuracy": 0.05}, "pretraining_gain_where_both_trained": {"accuracy": 0.015}}
+    below = main_job._below_target(summary)  # the gain where both runs trained counts, not the mean with a failure
+    assert "does not pay 2 points (+1.5)" in below and "--pretrain_steps" in below
+    summary["pretraining_gain_where_both_trained"]["accuracy"] = 0.025
+    assert main_job._below_target(summary) is None
+    summary["pretraining_gain_where_both_trained"]["accuracy"] = None  # no seed where both trained: the mean gain
+    assert main_job._below_target(summary) is None
+    summary["pretraining_gain"]["accuracy"] = -0.01
+    assert "(-1.0)" in main_job._below_target(summary)
+
+
 def test_init_from_must_be_a_glm_folder_with_its_tokenizer(tmp_path, pretrained_dir):
     parser = main_job.build_parser()
     with pytest.raises(ValueError, match="not a model folder"):
