@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from transformers import TrainerCallback
 
 from .evaluation import save_png, write_json
-from .run_folder import RUN_RECORD
+from .run_folder import RUN_RECORD, argument_defaults, differing_settings
 
 logger = logging.getLogger(__name__)
 
@@ -299,8 +299,17 @@ def parse_numbers(text: str, kind, name: str, minimum: float = 0) -> list:
 # The settings that shape a pretraining run (a run made with others is not reused).
 PRETRAINING_SETTINGS = (
     "model_size", "pretrain_batch_size", "pretrain_max_seq_length", "pretrain_learning_rate", "mlm_probability",
-    "corpus_weights", "generator_num_hidden_layers", "position_embedding_type", "position_embedding_init", "quick",
+    "corpus_weights", "generator_num_hidden_layers", "generator_sampling_temperature", "position_embedding_type",
+    "position_embedding_init", "quick",
 )
+
+
+def _run_settings_differ(previous: dict, wanted: dict) -> bool:
+    """Whether a recorded pretraining run was made with other settings, by the rule of run folders
+    (:func:`~glm_hf.run_folder.differing_settings`): a setting the study added since, at its default, is no difference
+    (runs recorded before ``generator_sampling_temperature`` existed stay valid at T = 1)."""
+    defaults = {name: value for name, value in argument_defaults(StudySettings).items() if name in PRETRAINING_SETTINGS}
+    return bool(differing_settings(previous, wanted, {}, defaults))
 
 
 class SaveAtStepsCallback(TrainerCallback):
@@ -332,8 +341,8 @@ def finished_pretraining_run(run_dir: str, run_settings: dict) -> dict[int, dict
             finished = {int(step): info for step, info in json.load(f).items()}
     if finished is not None and _same_run_fewer_budgets(previous, run_settings, finished):
         return {step: finished[step] for step in run_settings["budgets"]}
-    if previous != run_settings or (previous is not None and finished is None
-                                    and not os.path.isfile(os.path.join(run_dir, RUN_RECORD))):
+    if previous is None or _run_settings_differ(previous, run_settings) or (
+            finished is None and not os.path.isfile(os.path.join(run_dir, RUN_RECORD))):
         shutil.rmtree(run_dir)
         return None
     return finished
@@ -344,7 +353,7 @@ def _same_run_fewer_budgets(previous: dict | None, wanted: dict, finished: dict[
     last budget, so that one must match): ``--budgets 900`` reuses the run of ``300,600,900``."""
     if previous is None:
         return False
-    same_settings = {**previous, "budgets": None} == {**wanted, "budgets": None}
+    same_settings = not _run_settings_differ({**previous, "budgets": None}, {**wanted, "budgets": None})
     return (same_settings and set(wanted["budgets"]) <= set(finished)
             and max(wanted["budgets"]) == max(previous["budgets"]))
 
@@ -361,8 +370,6 @@ def pretraining_run(run_dir: str, objective: str, settings: StudySettings, token
     done_path, settings_path = os.path.join(run_dir, "budgets.json"), os.path.join(run_dir, "run_settings.json")
     run_settings = {"objective": objective, "budgets": budgets, "tokenizer": tokenizer_dir,
                     **{name: getattr(settings, name) for name in PRETRAINING_SETTINGS}}
-    if settings.generator_sampling_temperature != 1.0:  # recorded when set: runs made before it existed stay valid
-        run_settings["generator_sampling_temperature"] = settings.generator_sampling_temperature
     finished = finished_pretraining_run(run_dir, run_settings)
     if finished is not None:
         return finished

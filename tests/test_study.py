@@ -236,6 +236,19 @@ def test_a_fine_tuning_variant_keeps_its_cells_and_results_beside_the_defaults(t
                                             os.path.join("s", "study-mean-steps880.png"))
 
 
+def test_a_run_recorded_before_a_setting_existed_is_reused_at_its_default_only(tmp_path):
+    run_dir = tmp_path / "pretrain" / "rtd"
+    run_dir.mkdir(parents=True)
+    recorded = {"objective": "rtd", "budgets": [900], "mlm_probability": 0.3}  # no generator_sampling_temperature
+    (run_dir / "run_settings.json").write_text(json.dumps(recorded))
+    (run_dir / "budgets.json").write_text(json.dumps({"900": {"flos": 900}}))
+
+    at_default = {**recorded, "generator_sampling_temperature": 1.0}
+    assert study.finished_pretraining_run(str(run_dir), at_default) == {900: {"flos": 900}}
+    assert study.finished_pretraining_run(str(run_dir), {**at_default, "generator_sampling_temperature": 2.0}) is None
+    assert not run_dir.exists()  # another run: the study's own folder is started over
+
+
 def test_a_grid_of_fewer_budgets_with_the_same_last_one_reuses_the_finished_run(tmp_path):
     run_dir = tmp_path / "pretrain" / "mlm"
     run_dir.mkdir(parents=True)
