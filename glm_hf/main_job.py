@@ -41,7 +41,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 
 from .evaluation import read_json, write_json
-from .run_folder import argument_defaults, differing_settings
+from .run_folder import argument_defaults, as_json, differing_settings
 from .study import (
     UNTRAINED_MACRO_F1,
     FinetuneProtocol,
@@ -309,7 +309,7 @@ class Stage:
     def comparable(self, records: dict[str, dict]) -> dict:
         """What a stage record keeps so that a later run can compare it setting by setting: what the fingerprint is
         taken of, JSON-safe, and the settings' defaults."""
-        return json.loads(json.dumps({**self.what_shapes_it(records), "setting_defaults": self.defaults}, default=str))
+        return as_json({**self.what_shapes_it(records), "setting_defaults": self.defaults})
 
     def differences(self, record: dict, records: dict[str, dict]) -> list[str]:
         """What makes the run ``record`` holds another run of this stage (empty: the same run). Its fingerprint

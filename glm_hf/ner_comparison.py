@@ -12,7 +12,6 @@ refused and nothing in it is touched):
 A row already finished with the same settings is read back, so an interrupted comparison resumes.
 """
 
-import json
 import logging
 import os
 import time
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from .evaluation import read_json, save_png, write_json, write_text
 from .ner_baseline import CRFBaselineConfig, run_crf_baseline
 from .ner_data import EMBEDDED_NER_DATASETS, ENTITY_TYPES, embedded_ner_description, load_embedded_ner_dataset
+from .run_folder import as_json
 from .study import claim_folder
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _glm_row(settings: NerComparisonSettings, row: str, report=print) -> dict:
 
 
 def _as_json(settings: NerComparisonSettings) -> dict:
-    return json.loads(json.dumps(asdict(settings)))  # as JSON reads it back, so that a record compares equal
+    return as_json(asdict(settings))
 
 
 def finished_row(row_dir: str, settings: NerComparisonSettings) -> dict | None:

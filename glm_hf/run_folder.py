@@ -99,8 +99,9 @@ def data_fingerprint(sources: dict[str, str | None]) -> dict[str, str]:
     return fingerprints
 
 
-def _as_json(values):
-    """``values`` as a record reads them back (tuples as lists, anything else JSON cannot hold as its ``str``)."""
+def as_json(values):
+    """``values`` as a record reads them back (tuples as lists, anything else JSON cannot hold as its ``str``), so that
+    settings compare equal to their record."""
     return json.loads(json.dumps(values, default=str))
 
 
@@ -112,7 +113,7 @@ def shaping_arguments(*argument_sets, leave_out: tuple[str, ...] = ()) -> dict:
             values.update({name: getattr(arguments, name, None) for name in SHAPING_TRAINING_ARGUMENTS})
         else:
             values.update(asdict(arguments))
-    return _as_json({name: value for name, value in values.items() if name not in leave_out})
+    return as_json({name: value for name, value in values.items() if name not in leave_out})
 
 
 def argument_defaults(arguments) -> dict:
@@ -126,7 +127,7 @@ def argument_defaults(arguments) -> dict:
             defaults[argument.name] = argument.default
         elif argument.default_factory is not MISSING:
             defaults[argument.name] = argument.default_factory()
-    return _as_json(defaults)
+    return as_json(defaults)
 
 
 def shaping_defaults(*argument_sets, leave_out: tuple[str, ...] = ()) -> dict:
@@ -171,7 +172,7 @@ def run_identity(command: str, task, labels, model: str | None, data: dict, argu
     """What makes two runs the same run (compared by :func:`run_differences`): the command, task, labels, model
     source and data, and the arguments of ``argument_sets`` that shape the model (without ``leave_out``), with their
     defaults -- kept in the record so that a flag added or removed later at its default is no difference."""
-    return _as_json({
+    return as_json({
         "command": command, "task": task, "labels": labels, "model": model, "data": data,
         "arguments": shaping_arguments(*argument_sets, leave_out=leave_out),
         "argument_defaults": shaping_defaults(*argument_sets, leave_out=leave_out),

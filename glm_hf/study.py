@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from transformers import TrainerCallback
 
 from .evaluation import save_png, write_json
-from .run_folder import RUN_RECORD, argument_defaults, differing_settings
+from .run_folder import RUN_RECORD, argument_defaults, as_json, differing_settings
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +101,8 @@ def finetune_cell(
 
     record_path = os.path.join(cell_dir, CELL_FILE)
     # As JSON reads it back (tuples become lists), so that a finished cell's record compares equal.
-    settings = json.loads(json.dumps({"init": init_dir, "start": starting_point_fingerprint(init_dir, config_dir),
-                                      "learning_rate": learning_rate, "seed": seed,
-                                      "protocol": cell_protocol(asdict(protocol))}))
+    settings = as_json({"init": init_dir, "start": starting_point_fingerprint(init_dir, config_dir),
+                        "learning_rate": learning_rate, "seed": seed, "protocol": cell_protocol(asdict(protocol))})
     if os.path.isfile(record_path):
         with open(record_path, encoding="utf-8") as f:
             record = json.load(f)
@@ -577,7 +576,7 @@ def compare_studies(results: dict, others: dict[str, dict]) -> dict:
     900-step run (its learning rate has not decayed), so rows of runs of different lengths are told apart. The
     random-init and TF-IDF rows are this study's; another study must share its fine-tuning protocol and seeds."""
     def protocol(study: dict) -> dict:  # as JSON reads it (a study in memory holds tuples), without the rate grid
-        return {key: value for key, value in json.loads(json.dumps(study.get("protocol") or {})).items()
+        return {key: value for key, value in as_json(study.get("protocol") or {}).items()
                 if key != "learning_rates"}
 
     def labelled(study: dict) -> list[dict]:
